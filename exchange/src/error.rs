@@ -1,0 +1,233 @@
+//! The one error type of the HTTP API and its table of stable codes.
+//!
+//! Every failure a client sees is `{"error": {"code": "snake_case", "message": "..."}}`. The code
+//! is stable (clients branch on it); the message says what to fix. Internal failures are logged
+//! with an incident id and answered with that id only: no SQL, paths or stack traces leak.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// Stable error codes. The table: code, HTTP status, meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// 400: the body is not JSON at all.
+    MalformedJson,
+    /// 415: a JSON body without `Content-Type: application/json`.
+    UnsupportedMediaType,
+    /// 413: body too large.
+    PayloadTooLarge,
+    /// 422: the JSON has wrong types, unknown or missing fields, unknown enum values.
+    InvalidBody,
+    /// 422: a query string parameter is invalid.
+    InvalidQuery,
+    /// 422: a path parameter is invalid.
+    InvalidPath,
+    /// 422: an amount is not a positive decimal string with at most 6 decimals.
+    InvalidAmount,
+    /// 422: a field has a value the exchange does not accept.
+    InvalidInput,
+    /// 422: an `Idempotency-Key` was reused with a different request.
+    IdempotencyKeyReused,
+    /// 422: an `Idempotency-Key` header that is empty or too long.
+    InvalidIdempotencyKey,
+    /// 401: no bearer token.
+    Unauthenticated,
+    /// 401: the bearer token is forged, malformed or expired.
+    InvalidToken,
+    /// 401: the API key is unknown.
+    InvalidApiKey,
+    /// 401: the wallet signature does not verify, or the nonce is unknown, used or expired.
+    InvalidSignature,
+    /// 403: the token's role may not use this route, or the resource is someone else's.
+    Forbidden,
+    /// 404: no such resource.
+    NotFound,
+    /// 404: no such route.
+    RouteNotFound,
+    /// 405: the route exists but not with this method.
+    MethodNotAllowed,
+    /// 409: the balance does not cover the movement.
+    InsufficientFunds,
+    /// 409: a conflicting concurrent change; retry.
+    Conflict,
+    /// 503: the database does not answer.
+    Unavailable,
+    /// 500: an internal failure, logged with an incident id.
+    Internal,
+}
+
+impl ErrorCode {
+    /// Every code, for the documentation table and its test.
+    pub const ALL: [ErrorCode; 22] = [
+        ErrorCode::MalformedJson,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::InvalidBody,
+        ErrorCode::InvalidQuery,
+        ErrorCode::InvalidPath,
+        ErrorCode::InvalidAmount,
+        ErrorCode::InvalidInput,
+        ErrorCode::IdempotencyKeyReused,
+        ErrorCode::InvalidIdempotencyKey,
+        ErrorCode::Unauthenticated,
+        ErrorCode::InvalidToken,
+        ErrorCode::InvalidApiKey,
+        ErrorCode::InvalidSignature,
+        ErrorCode::Forbidden,
+        ErrorCode::NotFound,
+        ErrorCode::RouteNotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::InsufficientFunds,
+        ErrorCode::Conflict,
+        ErrorCode::Unavailable,
+        ErrorCode::Internal,
+    ];
+
+    /// The stable snake_case code and its HTTP status.
+    pub fn parts(self) -> (&'static str, StatusCode) {
+        use ErrorCode::*;
+        match self {
+            MalformedJson => ("malformed_json", StatusCode::BAD_REQUEST),
+            UnsupportedMediaType => ("unsupported_media_type", StatusCode::UNSUPPORTED_MEDIA_TYPE),
+            PayloadTooLarge => ("payload_too_large", StatusCode::PAYLOAD_TOO_LARGE),
+            InvalidBody => ("invalid_body", StatusCode::UNPROCESSABLE_ENTITY),
+            InvalidQuery => ("invalid_query", StatusCode::UNPROCESSABLE_ENTITY),
+            InvalidPath => ("invalid_path", StatusCode::UNPROCESSABLE_ENTITY),
+            InvalidAmount => ("invalid_amount", StatusCode::UNPROCESSABLE_ENTITY),
+            InvalidInput => ("invalid_input", StatusCode::UNPROCESSABLE_ENTITY),
+            IdempotencyKeyReused => ("idempotency_key_reused", StatusCode::UNPROCESSABLE_ENTITY),
+            InvalidIdempotencyKey => ("invalid_idempotency_key", StatusCode::UNPROCESSABLE_ENTITY),
+            Unauthenticated => ("unauthenticated", StatusCode::UNAUTHORIZED),
+            InvalidToken => ("invalid_token", StatusCode::UNAUTHORIZED),
+            InvalidApiKey => ("invalid_api_key", StatusCode::UNAUTHORIZED),
+            InvalidSignature => ("invalid_signature", StatusCode::UNAUTHORIZED),
+            Forbidden => ("forbidden", StatusCode::FORBIDDEN),
+            NotFound => ("not_found", StatusCode::NOT_FOUND),
+            RouteNotFound => ("route_not_found", StatusCode::NOT_FOUND),
+            MethodNotAllowed => ("method_not_allowed", StatusCode::METHOD_NOT_ALLOWED),
+            InsufficientFunds => ("insufficient_funds", StatusCode::CONFLICT),
+            Conflict => ("conflict", StatusCode::CONFLICT),
+            Unavailable => ("unavailable", StatusCode::SERVICE_UNAVAILABLE),
+            Internal => ("internal", StatusCode::INTERNAL_SERVER_ERROR),
+        }
+    }
+
+    /// The stable code.
+    pub fn as_str(self) -> &'static str {
+        self.parts().0
+    }
+
+    /// The HTTP status.
+    pub fn status(self) -> StatusCode {
+        self.parts().1
+    }
+}
+
+/// An API failure: a code from the table and a message for the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// Stable code.
+    pub code: ErrorCode,
+    /// What went wrong and what to fix.
+    pub message: String,
+}
+
+/// The error envelope as it is serialised.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorEnvelope {
+    /// The error.
+    pub error: ErrorBody,
+}
+
+/// Body of the error envelope.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// Stable snake_case code, e.g. `insufficient_funds`.
+    #[schema(example = "insufficient_funds")]
+    pub code: String,
+    /// Human-readable explanation saying what to fix.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with the given code and message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+
+    /// An internal failure: logs the cause with an incident id and hides it from the caller.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        let incident = uuid::Uuid::new_v4();
+        tracing::error!(%incident, %cause, "internal error");
+        Self::new(
+            ErrorCode::Internal,
+            format!("internal error; the operator can find it in the logs as incident {incident}"),
+        )
+    }
+
+    /// 403 for a token whose role may not use a route.
+    pub fn wrong_role(route_is_for: &str, role: pcx_domain::Role) -> Self {
+        Self::new(
+            ErrorCode::Forbidden,
+            format!("this route is for {route_is_for}; your token's role is {role}"),
+        )
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorEnvelope {
+            error: ErrorBody { code: self.code.as_str().to_owned(), message: self.message },
+        };
+        (self.code.status(), Json(body)).into_response()
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(err: sqlx::Error) -> Self {
+        match err {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                tracing::error!(error = %err, "database unavailable");
+                ApiError::new(ErrorCode::Unavailable, "the database is unavailable; retry shortly")
+            }
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<pcx_domain::MoneyError> for ApiError {
+    fn from(err: pcx_domain::MoneyError) -> Self {
+        ApiError::new(ErrorCode::InvalidAmount, err.to_string())
+    }
+}
+
+/// Result type of handlers.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn codes_are_unique_snake_case_and_client_errors_are_4xx() {
+        let mut seen = HashSet::new();
+        for code in ErrorCode::ALL {
+            let (name, status) = code.parts();
+            assert!(seen.insert(name), "duplicate code {name}");
+            assert!(name.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{name}");
+            if !matches!(code, ErrorCode::Internal | ErrorCode::Unavailable) {
+                assert!(status.is_client_error(), "{name} is {status}");
+            }
+        }
+    }
+}

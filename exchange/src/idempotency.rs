@@ -1,0 +1,84 @@
+//! `Idempotency-Key` for POSTs that create or move things.
+//!
+//! The effect of a request and its stored response commit in one transaction, so:
+//! - the same key and body again returns the stored response (same status, same body), and the
+//!   effect happens once, also when the two requests race;
+//! - the same key with another body is a 422 (`idempotency_key_reused`);
+//! - a request that failed stored nothing, so it can be retried with the same key.
+//!
+//! Keys are scoped to the caller (account or admin): two callers may use the same key.
+
+use axum::http::StatusCode;
+use futures_util::future::BoxFuture;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sqlx::PgConnection;
+
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::store::{self, idempotency::StoredResponse};
+use crate::AppState;
+
+/// A JSON response with its status, as stored and replayed.
+pub type JsonReply = (StatusCode, serde_json::Value);
+
+/// SHA-256 over the route and the request body as parsed (so formatting does not matter).
+pub fn request_hash(route: &str, body: &impl Serialize) -> Vec<u8> {
+    let mut hasher = Sha256::new();
+    hasher.update(route.as_bytes());
+    hasher.update([0]);
+    hasher.update(serde_json::to_vec(body).unwrap_or_default());
+    hasher.finalize().to_vec()
+}
+
+/// Runs `effect` in a transaction, honouring `key` as described in the module docs.
+pub async fn run<F>(
+    state: &AppState,
+    principal: Principal,
+    key: Option<String>,
+    request_hash: Vec<u8>,
+    effect: F,
+) -> ApiResult<JsonReply>
+where
+    F: for<'c> FnOnce(&'c mut PgConnection) -> BoxFuture<'c, ApiResult<JsonReply>>,
+{
+    let mut tx = state.db.begin().await?;
+    let Some(key) = key else {
+        let reply = effect(&mut tx).await?;
+        tx.commit().await?;
+        return Ok(reply);
+    };
+    let scope = principal.subject();
+    if let Some(stored) = store::idempotency::find(&mut tx, &scope, &key).await? {
+        return replay(stored, &request_hash);
+    }
+    let (status, body) = effect(&mut tx).await?;
+    let response = StoredResponse { request_hash: request_hash.clone(), status_code: status.as_u16(), body };
+    match store::idempotency::store(&mut tx, &scope, &key, &response).await {
+        Ok(()) => {
+            tx.commit().await?;
+            Ok((status, response.body))
+        }
+        Err(err) if store::is_constraint_violation(&err, "idempotency_keys_pkey") => {
+            // A concurrent request with this key won; undo ours and answer with its response.
+            drop(tx);
+            let mut conn = state.db.acquire().await?;
+            let stored = store::idempotency::find(&mut conn, &scope, &key)
+                .await?
+                .ok_or_else(|| ApiError::internal("idempotency key vanished after a conflict"))?;
+            replay(stored, &request_hash)
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+fn replay(stored: StoredResponse, request_hash: &[u8]) -> ApiResult<JsonReply> {
+    if stored.request_hash != request_hash {
+        return Err(ApiError::new(
+            ErrorCode::IdempotencyKeyReused,
+            "this Idempotency-Key was already used with a different request; use a new key for a new request",
+        ));
+    }
+    let status = StatusCode::from_u16(stored.status_code).unwrap_or(StatusCode::OK);
+    Ok((status, stored.body))
+}

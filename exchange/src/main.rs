@@ -1,0 +1,73 @@
+//! `pcx`: the proof-capacity exchange's one binary.
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use pcx_exchange::bench::LedgerBenchArgs;
+use pcx_exchange::config::{DbConfig, ServeConfig};
+
+#[derive(Debug, Parser)]
+#[command(name = "pcx", version, about = "Proof-capacity exchange and pricing oracle")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the exchange (HTTP API). With no DATABASE_URL it uses the embedded default database.
+    Serve(ServeConfig),
+    /// Apply the database migrations and exit.
+    Migrate(DbConfig),
+    /// Print the OpenAPI document (JSON) of the HTTP API.
+    Openapi,
+    /// Benchmarks that print figures.
+    Bench {
+        #[command(subcommand)]
+        which: BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Durable money movements per second through the API against bare INSERT commits.
+    Ledger(LedgerBenchArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("PCX_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            // `{:#}` prints the whole chain of causes on one line, without a backtrace.
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Serve(config) => pcx_exchange::serve(config).await,
+            Command::Migrate(config) => {
+                let database = pcx_exchange::db::Database::open(&config).await?;
+                tracing::info!(database = %database.description, "migrations applied");
+                database.close().await;
+                Ok(())
+            }
+            Command::Openapi => {
+                println!("{}", pcx_exchange::routes::openapi().to_pretty_json()?);
+                Ok(())
+            }
+            Command::Bench { which: BenchCommand::Ledger(args) } => pcx_exchange::bench::ledger(args).await,
+        }
+    })
+}

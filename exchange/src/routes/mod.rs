@@ -1,0 +1,74 @@
+//! The HTTP surface: thin handlers (parse, call a service, shape the reply) and the OpenAPI
+//! document generated from them. Routes and schemas here are the public contract of DESIGN.md.
+
+pub mod auth;
+pub mod funds;
+pub mod ops;
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::{ApiError, ErrorCode};
+use crate::AppState;
+
+/// The OpenAPI document's fixed parts; paths come from the handlers.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "pcx", description = "Proof-capacity exchange and pricing oracle. Amounts are decimal strings \
+        with at most 6 decimals; times are RFC 3339 UTC; errors are `{\"error\": {\"code\", \"message\"}}`."),
+    modifiers(&BearerAuth),
+    components(schemas(crate::error::ErrorEnvelope)),
+    tags((name = "auth", description = "Accounts, tokens and wallet login"),
+         (name = "funds", description = "Balances, ledger and withdrawals"),
+         (name = "admin", description = "Operator routes"),
+         (name = "ops", description = "Health and metrics"))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
+
+/// Every route, with its OpenAPI description.
+pub fn api_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(auth::register))
+        .routes(routes!(auth::token))
+        .routes(routes!(auth::nonce))
+        .routes(routes!(auth::wallet))
+        .routes(routes!(funds::me))
+        .routes(routes!(funds::balances))
+        .routes(routes!(funds::ledger))
+        .routes(routes!(funds::withdraw))
+        .routes(routes!(funds::deposit))
+        .routes(routes!(funds::summary))
+        .routes(routes!(ops::health))
+        .routes(routes!(ops::metrics))
+}
+
+/// The OpenAPI document as served at `/openapi.json` and committed as `openapi/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, mut doc) = api_router().split_for_parts();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    doc
+}
+
+/// 404 for paths no route matches.
+pub async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::RouteNotFound, "no such route; see /docs for the API")
+}
+
+/// 405 for known paths with another method.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(ErrorCode::MethodNotAllowed, "this route does not take this method; see /docs for the API")
+}

@@ -1,0 +1,56 @@
+//! Operations: health and metrics.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, ErrorCode, ErrorEnvelope};
+use crate::AppState;
+
+/// Health of the exchange.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthResponse {
+    /// `ok`.
+    pub status: String,
+    /// `ok` when the database answered.
+    pub database: String,
+    /// Version of the running pcx.
+    pub version: String,
+}
+
+/// Health: answers 200 when the database answers, 503 otherwise.
+#[utoipa::path(get, path = "/health", tag = "ops",
+    responses((status = 200, body = HealthResponse), (status = 503, body = ErrorEnvelope)))]
+pub async fn health(State(state): State<AppState>) -> Result<Json<HealthResponse>, ApiError> {
+    let ping = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.db),
+    )
+    .await;
+    match ping {
+        Ok(Ok(_)) => Ok(Json(HealthResponse {
+            status: "ok".into(),
+            database: "ok".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        })),
+        Ok(Err(err)) => {
+            tracing::warn!(%err, "health check: database error");
+            Err(ApiError::new(ErrorCode::Unavailable, "the database does not answer"))
+        }
+        Err(_) => Err(ApiError::new(ErrorCode::Unavailable, "the database does not answer within 3 s")),
+    }
+}
+
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(get, path = "/metrics", tag = "ops",
+    responses((status = 200, content_type = "text/plain", body = String)))]
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        state.metrics.render(),
+    )
+}

@@ -1,0 +1,6 @@
+//! Use cases of the exchange: each one validates with the domain rules, runs the store functions it
+//! needs in one transaction, and returns plain values. Handlers translate HTTP to these calls and
+//! back; nothing here knows about HTTP.
+
+pub mod accounts;
+pub mod funds;

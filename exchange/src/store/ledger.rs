@@ -1,0 +1,223 @@
+//! The journal and balances. Postings go in through [`post`] only; the schema applies them to
+//! balances, refuses negative user balances, and checks each entry sums to zero at commit.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use pcx_domain::{AccountId, AccountKind, JournalEntry, Money, Owner};
+
+use super::is_constraint_violation;
+
+/// The exchange's own account id (owner of `fees`, `insurance`, `external`).
+pub const EXCHANGE_OWNER: Uuid = Uuid::nil();
+
+/// A posted entry.
+#[derive(Debug, Clone, Copy)]
+pub struct Posted {
+    /// Journal entry id.
+    pub entry_id: i64,
+    /// When it was recorded.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Why posting failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PostError {
+    /// A user balance would go below zero.
+    #[error("insufficient funds")]
+    InsufficientFunds,
+    /// A posting names a ledger account that does not exist.
+    #[error("unknown ledger account")]
+    UnknownAccount,
+    /// Anything else.
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+fn owner_uuid(owner: Owner) -> Uuid {
+    match owner {
+        Owner::User(id) => id.0,
+        Owner::Exchange => EXCHANGE_OWNER,
+    }
+}
+
+/// Records `entry` and applies it to balances. The caller's transaction must be rolled back if
+/// this fails (the database has already aborted it).
+pub async fn post(conn: &mut PgConnection, entry: &JournalEntry) -> Result<Posted, PostError> {
+    let postings = entry.postings();
+    let owners: Vec<Uuid> = postings.iter().map(|p| owner_uuid(p.account.owner)).collect();
+    let kinds: Vec<&str> = postings.iter().map(|p| p.account.kind.as_str()).collect();
+    let amounts: Vec<Decimal> = postings.iter().map(|p| p.amount.as_decimal()).collect();
+    // Postings are inserted in ledger-account order so that concurrent entries lock balances in
+    // the same order and cannot deadlock.
+    let result: Result<(i64, DateTime<Utc>, i64), sqlx::Error> = sqlx::query_as(
+        "WITH entry AS (
+             INSERT INTO journal_entries (kind, reference) VALUES ($1, $2) RETURNING id, created_at
+         ), posted AS (
+             INSERT INTO postings (entry_id, ledger_account_id, amount)
+             SELECT entry.id, la.id, p.amount
+               FROM entry,
+                    unnest($3::uuid[], $4::text[], $5::numeric[]) AS p (owner_id, kind, amount)
+                    JOIN ledger_accounts la ON la.owner_id = p.owner_id AND la.kind = p.kind
+              ORDER BY la.id
+             RETURNING entry_id
+         )
+         SELECT entry.id, entry.created_at, (SELECT count(*) FROM posted) FROM entry",
+    )
+    .bind(entry.kind().as_str())
+    .bind(entry.reference())
+    .bind(&owners)
+    .bind(&kinds)
+    .bind(&amounts)
+    .fetch_one(conn)
+    .await;
+    match result {
+        Ok((entry_id, created_at, count)) if usize::try_from(count).ok() == Some(postings.len()) => {
+            Ok(Posted { entry_id, created_at })
+        }
+        Ok(_) => Err(PostError::UnknownAccount),
+        Err(err) if is_constraint_violation(&err, "ledger_accounts_balance_non_negative") => {
+            Err(PostError::InsufficientFunds)
+        }
+        Err(err) => Err(PostError::Db(err)),
+    }
+}
+
+/// A user's balances.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Balances {
+    /// Freely usable.
+    pub available: Money,
+    /// Locked for upcoming slots.
+    pub escrow: Money,
+    /// Bonded stake.
+    pub bonded: Money,
+}
+
+/// The balances of an account.
+pub async fn balances(conn: &mut PgConnection, account: AccountId) -> Result<Balances, sqlx::Error> {
+    let rows: Vec<(String, Decimal)> =
+        sqlx::query_as("SELECT kind, balance FROM ledger_accounts WHERE owner_id = $1")
+            .bind(account.0)
+            .fetch_all(conn)
+            .await?;
+    let mut out = Balances::default();
+    for (kind, balance) in rows {
+        let money = Money::from_decimal(balance).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        match AccountKind::parse(&kind) {
+            Some(AccountKind::Available) => out.available = money,
+            Some(AccountKind::Escrow) => out.escrow = money,
+            Some(AccountKind::Bonded) => out.bonded = money,
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// One posting on a user's account, as listed.
+#[derive(Debug, Clone)]
+pub struct LedgerLine {
+    /// Journal entry id.
+    pub entry_id: i64,
+    /// Entry kind (`deposit`, `withdrawal`, ...).
+    pub kind: String,
+    /// Which of the user's accounts changed.
+    pub account: String,
+    /// Signed change of that balance.
+    pub amount: Money,
+    /// What the entry settles.
+    pub reference: String,
+    /// When.
+    pub created_at: DateTime<Utc>,
+}
+
+/// The newest postings on `account`'s ledger accounts, entries older than `before` if given.
+pub async fn lines(
+    conn: &mut PgConnection,
+    account: AccountId,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<LedgerLine>, sqlx::Error> {
+    let rows: Vec<(i64, String, String, Decimal, String, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT je.id, je.kind, la.kind, p.amount, je.reference, je.created_at
+           FROM ledger_accounts la
+           JOIN postings p ON p.ledger_account_id = la.id
+           JOIN journal_entries je ON je.id = p.entry_id
+          WHERE la.owner_id = $1 AND ($2::bigint IS NULL OR je.id < $2)
+          ORDER BY je.id DESC, p.id
+          LIMIT $3",
+    )
+    .bind(account.0)
+    .bind(before)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter()
+        .map(|(entry_id, kind, account, amount, reference, created_at)| {
+            Ok(LedgerLine {
+                entry_id,
+                kind,
+                account,
+                amount: Money::from_decimal(amount).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                reference,
+                created_at,
+            })
+        })
+        .collect()
+}
+
+/// Totals of the whole ledger and the result of its consistency checks.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// Sum of balances per account kind, in [`AccountKind::ALL`] order.
+    pub totals: Vec<(AccountKind, Money)>,
+    /// Number of journal entries.
+    pub entry_count: i64,
+    /// Entries whose postings do not sum to zero (must be 0).
+    pub unbalanced_entries: i64,
+    /// User accounts whose stored balance differs from the sum of their postings (must be 0).
+    pub drifted_balances: i64,
+}
+
+impl Summary {
+    /// True when every check holds and all balances sum to zero.
+    pub fn balanced(&self) -> bool {
+        let total = self
+            .totals
+            .iter()
+            .try_fold(Money::ZERO, |acc, (_, m)| acc.checked_add(*m));
+        total == Ok(Money::ZERO) && self.unbalanced_entries == 0 && self.drifted_balances == 0
+    }
+}
+
+/// Reads the summary; run it in a REPEATABLE READ transaction for one consistent snapshot.
+pub async fn summary(conn: &mut PgConnection) -> Result<Summary, sqlx::Error> {
+    let per_kind: Vec<(String, Decimal)> = sqlx::query_as(
+        "SELECT la.kind, COALESCE(sum(p.amount), 0)
+           FROM ledger_accounts la LEFT JOIN postings p ON p.ledger_account_id = la.id
+          GROUP BY la.kind",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut totals: Vec<(AccountKind, Money)> = AccountKind::ALL.iter().map(|k| (*k, Money::ZERO)).collect();
+    for (kind, sum) in per_kind {
+        let money = Money::from_decimal(sum).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        if let Some(slot) = totals.iter_mut().find(|(k, _)| k.as_str() == kind) {
+            slot.1 = money;
+        }
+    }
+    let (entry_count, unbalanced_entries, drifted_balances): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM journal_entries),
+                (SELECT count(*) FROM (SELECT entry_id FROM postings GROUP BY entry_id
+                                        HAVING sum(amount) <> 0) unbalanced),
+                (SELECT count(*) FROM ledger_accounts la
+                  WHERE la.kind IN ('available', 'escrow', 'bonded')
+                    AND la.balance <> COALESCE((SELECT sum(amount) FROM postings p
+                                                 WHERE p.ledger_account_id = la.id), 0))",
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(Summary { totals, entry_count, unbalanced_entries, drifted_balances })
+}

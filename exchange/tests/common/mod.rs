@@ -1,0 +1,217 @@
+//! Test harness: the real application on 127.0.0.1:0 with a fresh PostgreSQL database per test.
+//!
+//! The server is found at `PCX_TEST_DATABASE_URL`, else `DATABASE_URL`, else
+//! `postgres://postgres@127.0.0.1:5432/postgres`. Each test creates `pcx_test_<time>_<random>`;
+//! databases left by earlier runs more than two hours old are dropped on the way.
+#![allow(dead_code, missing_docs)]
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use pcx_exchange::config::{DbConfig, ServeConfig, Settings};
+use pcx_exchange::{app, run, AppState};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgPool};
+use tokio::net::TcpListener;
+
+pub const ADMIN_KEY: &str = "test-admin-key-0123456789";
+pub const JWT_SECRET: &str = "test-jwt-secret-0123456789";
+
+pub fn server_url() -> String {
+    std::env::var("PCX_TEST_DATABASE_URL")
+        .or_else(|_| std::env::var("DATABASE_URL"))
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub fn serve_config() -> ServeConfig {
+    ServeConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        db: DbConfig {
+            database_url: None,
+            data_dir: None,
+            embedded_probe: "127.0.0.1:5432".into(),
+            embedded_database: "pcx".into(),
+            embedded_port: 54329,
+            postgres_bin_dir: None,
+            max_connections: 16,
+        },
+        admin_api_key: Some(ADMIN_KEY.into()),
+        jwt_secret: Some(JWT_SECRET.into()),
+        token_ttl_secs: 3600,
+        nonce_ttl_secs: 300,
+        public_url: None,
+        min_cadence_secs: 10,
+    }
+}
+
+/// A fresh, migrated database on the test server.
+pub async fn fresh_database() -> PgPool {
+    let server: PgConnectOptions = server_url().parse().expect("test database URL");
+    let mut admin = sqlx::PgConnection::connect_with(&server).await.expect("connect to the test PostgreSQL server");
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let stale: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'pcx\\_test\\_%'")
+        .fetch_all(&mut admin)
+        .await
+        .unwrap();
+    for name in stale {
+        let created = name.split('_').nth(2).and_then(|t| t.parse::<u64>().ok()).unwrap_or(now);
+        if now.saturating_sub(created) > 7200 {
+            let _ = sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut admin).await;
+        }
+    }
+    let name = format!("pcx_test_{now}_{}", uuid::Uuid::new_v4().simple());
+    sqlx::raw_sql(&format!("CREATE DATABASE \"{name}\"")).execute(&mut admin).await.unwrap();
+    let pool = PgPoolOptions::new()
+        .max_connections(24)
+        .connect_with(server.database(&name))
+        .await
+        .unwrap();
+    pcx_exchange::db::MIGRATOR.run(&pool).await.unwrap();
+    pool
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub db: PgPool,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(serve_config()).await
+}
+
+pub async fn spawn_app_with(config: ServeConfig) -> TestApp {
+    let db = fresh_database().await;
+    spawn_on(db, config).await
+}
+
+pub async fn spawn_on(db: PgPool, config: ServeConfig) -> TestApp {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = AppState::new(db.clone(), &config, Settings::from_config(&config, addr)).await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(run(listener, app(state), async {
+        let _ = stopped.await;
+    }));
+    TestApp { base: format!("http://{addr}"), http: reqwest::Client::new(), db, stop: Some(stop) }
+}
+
+/// A response: status and JSON body (Null when the body is not JSON).
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl Reply {
+    /// Asserts the error envelope with this status and code, and returns the message.
+    pub fn assert_error(&self, status: u16, code: &str) -> String {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
+        assert_eq!(self.body["error"]["code"], code, "body: {}", self.body);
+        let message = self.body["error"]["message"].as_str().expect("error.message is a string");
+        assert!(!message.is_empty());
+        message.to_owned()
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    async fn reply(response: reqwest::Response) -> Reply {
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        Reply { status, body: serde_json::from_str(&text).unwrap_or(Value::Null) }
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        let mut req = self.http.get(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        Self::reply(req.send().await.unwrap()).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
+        self.post_with_key(path, token, None, body).await
+    }
+
+    pub async fn post_with_key(&self, path: &str, token: Option<&str>, key: Option<&str>, body: Value) -> Reply {
+        let mut req = self.http.post(self.url(path)).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(k) = key {
+            req = req.header("Idempotency-Key", k);
+        }
+        Self::reply(req.send().await.unwrap()).await
+    }
+
+    pub async fn post_raw(&self, path: &str, token: Option<&str>, content_type: Option<&str>, body: &str) -> Reply {
+        let mut req = self.http.post(self.url(path)).body(body.to_owned());
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(ct) = content_type {
+            req = req.header("Content-Type", ct);
+        }
+        Self::reply(req.send().await.unwrap()).await
+    }
+
+    /// Registers an account; returns (account_id, api_key).
+    pub async fn register(&self, name: &str, role: &str) -> (String, String) {
+        let reply = self.post("/v1/accounts", None, json!({"name": name, "role": role})).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        (
+            reply.body["account_id"].as_str().unwrap().to_owned(),
+            reply.body["api_key"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    pub async fn token(&self, api_key: &str) -> String {
+        let reply = self.post("/v1/auth/token", None, json!({"api_key": api_key})).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        reply.body["token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn admin_token(&self) -> String {
+        self.token(ADMIN_KEY).await
+    }
+
+    /// Registers an account and returns (account_id, token).
+    pub async fn account(&self, name: &str, role: &str) -> (String, String) {
+        let (id, key) = self.register(name, role).await;
+        (id, self.token(&key).await)
+    }
+
+    pub async fn deposit(&self, account_id: &str, amount: &str) {
+        let admin = self.admin_token().await;
+        let reply = self
+            .post("/v1/admin/deposits", Some(&admin), json!({"account_id": account_id, "amount": amount}))
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    }
+
+    pub async fn balances(&self, token: &str) -> Value {
+        let reply = self.get("/v1/accounts/me/balances", Some(token)).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        reply.body
+    }
+
+    pub async fn summary(&self) -> Value {
+        let admin = self.admin_token().await;
+        let reply = self.get("/v1/admin/ledger/summary", Some(&admin)).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        reply.body
+    }
+}
