@@ -1,6 +1,7 @@
-//! Capacity reservation: prover offers (asks), firm quotes with the published volume discounts, and
-//! the allocation of every slot of a forward contract to a primary prover and its backups without
-//! overbooking.
+//! Capacity reservation: prover offers (asks), the published volume discounts, firm quotes, and the
+//! allocation of every slot of a forward contract to a primary prover and its backups without
+//! overbooking. Pure logic: no HTTP, no SQL, no clock reads (callers pass `now`).
 //!
-//! Not built yet: this crate is filled by the capacity-forwards issue. It exists now so that the
-//! workspace has its final shape and dependencies point the right way (towards `pcx-domain`).
+//! # Layout
+//! - [`discounts`]: the published schedule and the discount of a contract.
+pub mod discounts;

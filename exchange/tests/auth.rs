@@ -1,5 +1,7 @@
 //! Accounts, API-key tokens, roles, and wallet login over real HTTP.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{spawn_app, spawn_app_with, serve_config, JWT_SECRET};

@@ -1,5 +1,7 @@
 //! The embedded default: `pcx serve` with no DATABASE_URL, as a user would start it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::net::TcpListener as StdListener;

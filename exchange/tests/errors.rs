@@ -1,5 +1,7 @@
 //! Every kind of bad input gets the error envelope with a 4xx and a stable code.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::spawn_app;

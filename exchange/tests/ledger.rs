@@ -1,6 +1,8 @@
 //! The ledger over real HTTP: deposits, withdrawals, listings, the summary, concurrency and
 //! idempotency.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::spawn_app;

@@ -1,6 +1,8 @@
 //! The committed `openapi/openapi.json` must match the code. To accept a change of the API run
 //! `UPDATE_OPENAPI=1 cargo test -p pcx-exchange --test openapi` (or `pcx openapi > openapi/openapi.json`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[test]
 fn committed_openapi_matches_the_code() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../openapi/openapi.json");

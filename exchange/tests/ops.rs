@@ -1,5 +1,7 @@
 //! Health, metrics, OpenAPI and Swagger UI.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::spawn_app;

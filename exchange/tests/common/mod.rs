@@ -3,7 +3,7 @@
 //! The server is found at `PCX_TEST_DATABASE_URL`, else `DATABASE_URL`, else
 //! `postgres://postgres@127.0.0.1:5432/postgres`. Each test creates `pcx_test_<time>_<random>`;
 //! databases left by earlier runs more than two hours old are dropped on the way.
-#![allow(dead_code, missing_docs)]
+#![allow(dead_code, missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
