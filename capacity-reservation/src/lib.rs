@@ -4,4 +4,10 @@
 //!
 //! # Layout
 //! - [`discounts`]: the published schedule and the discount of a contract.
+//! - [`pricing`]: tiered asks and the rounding rules of discounts and fees.
+//! - [`allocation`]: which prover serves which slots, as primary or backup, never overbooked.
+//! - [`quote`]: a quote's money terms: locked prices, total, fee, first escrow.
 pub mod discounts;
+pub mod allocation;
+pub mod pricing;
+pub mod quote;
