@@ -253,6 +253,14 @@ fn collateral_needed(
     terms.slash_multiplier * price.as_decimal() * Decimal::from(units) * hours
 }
 
+/// Hours `[from, to)` given to one primary and its backups (indices into the eligible offers).
+struct Segment {
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    primary: usize,
+    backups: Vec<usize>,
+}
+
 /// Allocates every slot of `request` over `offers` (see the module docs).
 pub fn allocate(
     request: &ContractRequest,
@@ -292,8 +300,7 @@ pub fn allocate(
     }
     let points: Vec<DateTime<Utc>> = points.into_iter().collect();
 
-    // (from, to, primary index, backup indices), in time order.
-    let mut chosen: Vec<(DateTime<Utc>, DateTime<Utc>, usize, Vec<usize>)> = Vec::new();
+    let mut chosen: Vec<Segment> = Vec::new();
     let mut previous: Option<(usize, Vec<usize>)> = None;
     for window in points.windows(2) {
         let (from, to) = (window[0], window[1]);
@@ -314,23 +321,23 @@ pub fn allocate(
             .ok_or(AllocationError::InsufficientCapacity { role: ReservationRole::Backup, from, to, units })?;
         previous = Some((primary, backups.clone()));
         match chosen.last_mut() {
-            Some(last) if last.1 == from && last.2 == primary && last.3 == backups => last.1 = to,
-            _ => chosen.push((from, to, primary, backups)),
+            Some(last) if last.to == from && last.primary == primary && last.backups == backups => last.to = to,
+            _ => chosen.push(Segment { from, to, primary, backups }),
         }
     }
 
     let assignment = |i: usize| Assignment { offer_id: eligible[i].offer_id, prover_id: eligible[i].prover_id };
     let blocks = chosen
         .into_iter()
-        .map(|(from, to, primary, backups)| {
-            let (first_slot, end_slot) = slots_between(schedule, from, to);
+        .map(|segment| {
+            let (first_slot, end_slot) = slots_between(schedule, segment.from, segment.to);
             Block {
                 first_slot,
                 end_slot,
-                starts_at: from,
-                ends_at: to,
-                primary: assignment(primary),
-                backups: backups.into_iter().map(assignment).collect(),
+                starts_at: segment.from,
+                ends_at: segment.to,
+                primary: assignment(segment.primary),
+                backups: segment.backups.into_iter().map(assignment).collect(),
             }
         })
         .collect();

@@ -265,3 +265,37 @@ fn collateral_headroom_limits_primaries_in_the_window() {
     terms.headroom.insert(prover, Decimal::from(48));
     assert!(allocate(&request, &offers, &mut terms, &mut rand::rngs::StdRng::seed_from_u64(1)).is_ok());
 }
+
+#[test]
+fn equal_asks_share_the_work_by_a_fair_draw() {
+    let provers: Vec<AccountId> = (0..2).map(|_| AccountId::new_random()).collect();
+    let offers: Vec<OfferSnapshot> = (0..2)
+        .map(|i| OfferSnapshot {
+            offer_id: i as i64 + 1,
+            prover_id: provers[i],
+            class: class(),
+            window_start: t0(),
+            window_end: t0() + Duration::days(30),
+            proofs_per_hour: 1,
+            price: TieredPrice::new(Money::parse("1").unwrap(), vec![]).unwrap(),
+            reputation: Decimal::ONE,
+            held: vec![],
+        })
+        .collect();
+    let request = ContractRequest {
+        class: class(),
+        schedule: Schedule { start: t0(), end: t0() + Duration::days(7), every_secs: 3600 },
+        proofs_per_slot: 1,
+        redundancy: 0,
+        max_price_per_proof: None,
+        min_reputation: None,
+    };
+    let mut wins = [0u32; 2];
+    for seed in 0..200 {
+        let allocation =
+            allocate(&request, &offers, &mut collateral(&provers), &mut rand::rngs::StdRng::seed_from_u64(seed)).unwrap();
+        assert_eq!(allocation.blocks.len(), 1, "a tie is drawn once, then kept for the whole term");
+        wins[usize::try_from(allocation.blocks[0].primary.offer_id - 1).unwrap()] += 1;
+    }
+    assert!(wins[0] > 60 && wins[1] > 60, "both equal asks win about half the draws: {wins:?}");
+}

@@ -114,6 +114,12 @@ pub enum EntryKind {
     Deposit,
     /// Funds paid out to the outside.
     Withdrawal,
+    /// A prover bonds stake: `available -> bonded`.
+    Stake,
+    /// A prover releases stake: `bonded -> available`.
+    Unstake,
+    /// A buyer's funds locked for upcoming slots: `available -> escrow`.
+    EscrowLock,
 }
 
 impl EntryKind {
@@ -122,12 +128,17 @@ impl EntryKind {
         match self {
             EntryKind::Deposit => "deposit",
             EntryKind::Withdrawal => "withdrawal",
+            EntryKind::Stake => "stake",
+            EntryKind::Unstake => "unstake",
+            EntryKind::EscrowLock => "escrow_lock",
         }
     }
 
     /// Parses the stored name back.
     pub fn parse(s: &str) -> Option<Self> {
-        [EntryKind::Deposit, EntryKind::Withdrawal].into_iter().find(|k| k.as_str() == s)
+        [EntryKind::Deposit, EntryKind::Withdrawal, EntryKind::Stake, EntryKind::Unstake, EntryKind::EscrowLock]
+            .into_iter()
+            .find(|k| k.as_str() == s)
     }
 }
 
@@ -234,6 +245,18 @@ impl JournalEntry {
             LedgerAccount::exchange(AccountKind::External),
             amount,
         )
+    }
+
+    /// Moves `amount` between two of one user's accounts (stake, unstake, escrow lock).
+    pub fn internal(
+        kind: EntryKind,
+        account: AccountId,
+        from: AccountKind,
+        to: AccountKind,
+        amount: Money,
+        reference: impl Into<String>,
+    ) -> Result<Self, LedgerError> {
+        Self::transfer(kind, reference, LedgerAccount::user(account, from), LedgerAccount::user(account, to), amount)
     }
 
     /// What the entry records.

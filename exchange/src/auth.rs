@@ -219,6 +219,21 @@ impl Caller {
         }
     }
 
+    /// The caller's account when its role is `role`; 403 otherwise.
+    pub fn account_with_role(&self, role: Role) -> Result<AccountId, crate::error::ApiError> {
+        match self.principal {
+            Principal::Account(id) if self.role == role => Ok(id),
+            _ => Err(crate::error::ApiError::wrong_role(
+                match role {
+                    Role::Buyer => "buyers",
+                    Role::Prover => "provers",
+                    Role::Admin => "the operator (admin)",
+                },
+                self.role,
+            )),
+        }
+    }
+
     /// Ok for the operator; 403 otherwise.
     pub fn require_admin(&self) -> Result<(), crate::error::ApiError> {
         match self.principal {

@@ -1,15 +1,21 @@
-//! `pcx bench ledger`: durable money movements per second through the HTTP API, against bare
-//! single-row INSERT commits through sqlx on the same database server, in the same run.
+//! Benchmark programs (`pcx bench ...`). Each runs in a scratch database created for the run and
+//! dropped after it, against the real application served on 127.0.0.1:0, and prints its figures.
 //!
-//! Both sides run in a scratch database created for the run and dropped after it. The API side
-//! serves the real application on 127.0.0.1:0 and drives it with N concurrent HTTP clients, each
-//! withdrawing 0.000001 from its own funded account (one journal entry, two postings, one commit
-//! per request). The reference side runs N concurrent tasks each committing one-row INSERTs.
+//! - `pcx bench ledger`: durable money movements per second through the HTTP API against bare
+//!   single-row INSERT commits through sqlx on the same database server, in the same run. The API
+//!   side drives N concurrent HTTP clients, each withdrawing 0.000001 from its own funded account
+//!   (one journal entry, two postings, one commit per request); the reference side runs N concurrent
+//!   tasks each committing one-row INSERTs.
+//! - `pcx bench contracts`: quote + accept of a one-year hourly contract with one backup across 50
+//!   provers with random asks: latency percentiles and rows stored per contract.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use serde_json::json;
+use chrono::{DurationRound, Utc};
+use rand::Rng;
+use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -31,7 +37,21 @@ pub struct LedgerBenchArgs {
     pub serve: ServeConfig,
 }
 
-/// Figures of one side.
+/// Options of `pcx bench contracts`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ContractsBenchArgs {
+    /// Provers posting random asks.
+    #[arg(long, default_value_t = 50)]
+    pub provers: usize,
+    /// Contracts quoted and bought, one after the other.
+    #[arg(long, default_value_t = 100)]
+    pub contracts: usize,
+    /// Server settings (database, etc.).
+    #[command(flatten)]
+    pub serve: ServeConfig,
+}
+
+/// Figures of one measured side.
 #[derive(Debug, Clone)]
 pub struct Figures {
     /// Completed operations.
@@ -43,6 +63,11 @@ pub struct Figures {
 }
 
 impl Figures {
+    fn from_latencies(mut latencies: Vec<u64>, elapsed: Duration) -> Self {
+        latencies.sort_unstable();
+        Figures { ops: latencies.len(), elapsed, latencies_micros: latencies }
+    }
+
     /// Operations per second.
     pub fn rate(&self) -> f64 {
         self.ops as f64 / self.elapsed.as_secs_f64()
@@ -58,34 +83,114 @@ impl Figures {
     }
 }
 
-/// Runs the benchmark and prints its figures.
-pub async fn ledger(args: LedgerBenchArgs) -> anyhow::Result<()> {
-    let clients = args.clients.max(1);
-    let duration = Duration::from_secs(args.seconds.max(1));
-    let database = db::Database::open(&args.serve.db).await?;
+fn micros_since(t: Instant) -> u64 {
+    u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Runs `work` against a scratch database (created, migrated, dropped afterwards).
+async fn with_scratch_database<T, F, Fut>(config: &ServeConfig, connections: u32, work: F) -> anyhow::Result<T>
+where
+    F: FnOnce(PgPool, String) -> Fut,
+    Fut: Future<Output = anyhow::Result<T>>,
+{
+    let database = db::Database::open(&config.db).await?;
     let scratch = format!("pcx_bench_{}", std::process::id());
     sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS \"{scratch}\"")).execute(&database.pool).await?;
     sqlx::raw_sql(&format!("CREATE DATABASE \"{scratch}\"")).execute(&database.pool).await?;
     let options = database.pool.connect_options().as_ref().clone().database(&scratch);
     let pool = PgPoolOptions::new()
-        .max_connections(u32::try_from(clients).unwrap_or(64).saturating_add(4))
+        .max_connections(connections)
         .connect_with(options)
         .await
         .context("connecting to the scratch database")?;
     db::MIGRATOR.run(&pool).await?;
-    println!("pcx bench ledger: {clients} concurrent clients, {}s per side, database {}", duration.as_secs(), database.description);
-
-    let outcome = async {
-        let api = api_side(&pool, &args.serve, clients, duration).await?;
-        let bare = bare_side(&pool, clients, duration).await?;
-        Ok::<_, anyhow::Error>((api, bare))
-    }
-    .await;
+    let outcome = work(pool.clone(), database.description.clone()).await;
     pool.close().await;
     sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS \"{scratch}\"")).execute(&database.pool).await.ok();
     database.close().await;
-    let (api, bare) = outcome?;
+    outcome
+}
 
+/// The application served on 127.0.0.1:0 over `pool`, with an HTTP client and an admin token.
+struct Served {
+    base: String,
+    http: reqwest::Client,
+    admin: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Served {
+    async fn start(pool: &PgPool, config: &ServeConfig, idle_connections: usize) -> anyhow::Result<Served> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let mut config = config.clone();
+        let admin_key = crate::auth::generate_api_key();
+        config.admin_api_key = Some(admin_key.clone());
+        let state = AppState::new(pool.clone(), &config, Settings::from_config(&config, addr)?).await?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(run(listener, app(state), async {
+            let _ = stopped.await;
+        }));
+        let base = format!("http://{addr}");
+        let http = reqwest::Client::builder().pool_max_idle_per_host(idle_connections).build()?;
+        let admin = token(&http, &base, &admin_key).await?;
+        Ok(Served { base, http, admin, stop, server })
+    }
+
+    async fn post(&self, path: &str, bearer: Option<&str>, body: Value) -> anyhow::Result<Value> {
+        let mut request = self.http.post(format!("{}{path}", self.base)).json(&body);
+        if let Some(bearer) = bearer {
+            request = request.bearer_auth(bearer);
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        let body: Value = response.json().await?;
+        anyhow::ensure!(status.is_success(), "POST {path} answered {status}: {body}");
+        Ok(body)
+    }
+
+    /// Registers an account, credits `deposit`, and returns (account id, token).
+    async fn account(&self, name: &str, role: &str, deposit: &str) -> anyhow::Result<(String, String)> {
+        let account = self.post("/v1/accounts", None, json!({"name": name, "role": role})).await?;
+        let id = account["account_id"].as_str().context("account_id")?.to_owned();
+        self.post("/v1/admin/deposits", Some(&self.admin), json!({"account_id": id, "amount": deposit})).await?;
+        let key = account["api_key"].as_str().context("api_key")?;
+        Ok((id, token(&self.http, &self.base, key).await?))
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.server.await??;
+        Ok(())
+    }
+}
+
+async fn token(http: &reqwest::Client, base: &str, api_key: &str) -> anyhow::Result<String> {
+    let reply: Value = http
+        .post(format!("{base}/v1/auth/token"))
+        .json(&json!({"api_key": api_key}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(reply["token"].as_str().context("token")?.to_owned())
+}
+
+/// `pcx bench ledger` (see the module docs).
+pub async fn ledger(args: LedgerBenchArgs) -> anyhow::Result<()> {
+    let clients = args.clients.max(1);
+    let duration = Duration::from_secs(args.seconds.max(1));
+    let connections = u32::try_from(clients).unwrap_or(64).saturating_add(4);
+    let serve = args.serve.clone();
+    let (api, bare) = with_scratch_database(&args.serve, connections, |pool, description| async move {
+        println!("pcx bench ledger: {clients} concurrent clients, {}s per side, database {description}", duration.as_secs());
+        let api = api_side(&pool, &serve, clients, duration).await?;
+        let bare = bare_side(&pool, clients, duration).await?;
+        Ok((api, bare))
+    })
+    .await?;
     println!("{:<44} {:>10} {:>10} {:>10}", "", "ops/s", "p50 ms", "p99 ms");
     for (name, f) in [("withdrawals via HTTP API (durable, 1 entry)", &api), ("bare single-row INSERT commits (sqlx)", &bare)] {
         println!("{name:<44} {:>10.0} {:>10.2} {:>10.2}", f.rate(), f.quantile_ms(0.5), f.quantile_ms(0.99));
@@ -95,60 +200,30 @@ pub async fn ledger(args: LedgerBenchArgs) -> anyhow::Result<()> {
 }
 
 async fn api_side(pool: &PgPool, config: &ServeConfig, clients: usize, duration: Duration) -> anyhow::Result<Figures> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let mut config = config.clone();
-    let admin_key = crate::auth::generate_api_key();
-    config.admin_api_key = Some(admin_key.clone());
-    let state = AppState::new(pool.clone(), &config, Settings::from_config(&config, addr)).await?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(run(listener, app(state), async {
-        let _ = stopped.await;
-    }));
-    let base = format!("http://{addr}");
-    let http = reqwest::Client::builder().pool_max_idle_per_host(clients).build()?;
-
-    let admin = token(&http, &base, &admin_key).await?;
+    let served = Served::start(pool, config, clients).await?;
     let mut tokens = Vec::with_capacity(clients);
     for i in 0..clients {
-        let account: serde_json::Value = http
-            .post(format!("{base}/v1/accounts"))
-            .json(&json!({"name": format!("bench-{i}"), "role": "buyer"}))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        let key = account["api_key"].as_str().context("api_key")?.to_owned();
-        http.post(format!("{base}/v1/admin/deposits"))
-            .bearer_auth(&admin)
-            .json(&json!({"account_id": account["account_id"], "amount": "1000000"}))
-            .send()
-            .await?
-            .error_for_status()?;
-        tokens.push(token(&http, &base, &key).await?);
+        tokens.push(served.account(&format!("bench-{i}"), "buyer", "1000000").await?.1);
     }
-
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = Vec::new();
     for bearer in tokens {
-        let http = http.clone();
-        let url = format!("{base}/v1/withdrawals");
+        let http = served.http.clone();
+        let url = format!("{}/v1/withdrawals", served.base);
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             while Instant::now() < deadline {
                 let t = Instant::now();
                 let response = http.post(&url).bearer_auth(&bearer).json(&json!({"amount": "0.000001"})).send().await?;
                 anyhow::ensure!(response.status() == 201, "withdrawal answered {}", response.status());
-                latencies.push(u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX));
+                latencies.push(micros_since(t));
             }
             Ok::<_, anyhow::Error>(latencies)
         }));
     }
     let figures = collect(tasks, started).await?;
-    let _ = stop.send(());
-    server.await??;
+    served.stop().await?;
     Ok(figures)
 }
 
@@ -167,7 +242,7 @@ async fn bare_side(pool: &PgPool, clients: usize, duration: Duration) -> anyhow:
             while Instant::now() < deadline {
                 let t = Instant::now();
                 sqlx::query("INSERT INTO bench_bare (amount) VALUES ($1)").bind(amount).execute(&pool).await?;
-                latencies.push(u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX));
+                latencies.push(micros_since(t));
             }
             Ok::<_, anyhow::Error>(latencies)
         }));
@@ -183,19 +258,85 @@ async fn collect(
     for task in tasks {
         latencies.extend(task.await??);
     }
-    let elapsed = started.elapsed();
-    latencies.sort_unstable();
-    Ok(Figures { ops: latencies.len(), elapsed, latencies_micros: latencies })
+    Ok(Figures::from_latencies(latencies, started.elapsed()))
 }
 
-async fn token(http: &reqwest::Client, base: &str, api_key: &str) -> anyhow::Result<String> {
-    let reply: serde_json::Value = http
-        .post(format!("{base}/v1/auth/token"))
-        .json(&json!({"api_key": api_key}))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    Ok(reply["token"].as_str().context("token")?.to_owned())
+/// `pcx bench contracts` (see the module docs).
+pub async fn contracts(args: ContractsBenchArgs) -> anyhow::Result<()> {
+    let provers = args.provers.max(2);
+    let contracts = args.contracts.max(1);
+    let serve = args.serve.clone();
+    with_scratch_database(&args.serve, 16, |pool, description| async move {
+        println!("pcx bench contracts: {provers} provers with random asks, {contracts} one-year hourly contracts with one backup, database {description}");
+        let served = Served::start(&pool, &serve, 4).await?;
+        let start = Utc::now().duration_trunc(chrono::Duration::hours(1))? + chrono::Duration::hours(1);
+        let mut total_capacity = 0u32;
+        for i in 0..provers {
+            let (price_cents, proofs_per_hour) = {
+                let mut rng = rand::thread_rng();
+                (rng.gen_range(50..=200), rng.gen_range(2..=10u32))
+            };
+            total_capacity += proofs_per_hour;
+            let (_, bearer) = served.account(&format!("prover-{i}"), "prover", "5000").await?;
+            served.post("/v1/provers/stake", Some(&bearer), json!({"amount": "5000"})).await?;
+            served
+                .post(
+                    "/v1/offers",
+                    Some(&bearer),
+                    json!({
+                        "proof_class": {"system": "groth16-bn254", "circuit": "hash-chain", "size_log2": 16, "deadline_secs": 600},
+                        "window_start": start.to_rfc3339(),
+                        "window_end": (start + chrono::Duration::days(370)).to_rfc3339(),
+                        "proofs_per_hour": proofs_per_hour,
+                        "price_per_proof": format!("{}.{:02}", price_cents / 100, price_cents % 100),
+                    }),
+                )
+                .await?;
+        }
+        println!("book: {provers} offers, {total_capacity} proofs/hour in all");
+        let (_, buyer) = served.account("buyer", "buyer", "100000000").await?;
+        let request = json!({
+            "proof_class": {"system": "groth16-bn254", "circuit": "hash-chain", "size_log2": 14, "deadline_secs": 900},
+            "schedule": {"start": start.to_rfc3339(), "end": (start + chrono::Duration::days(365)).to_rfc3339(), "every_secs": 3600},
+            "redundancy": 1,
+        });
+        let mut quote_latency = Vec::new();
+        let mut accept_latency = Vec::new();
+        let mut both_latency = Vec::new();
+        let mut contract_ids = Vec::new();
+        let started = Instant::now();
+        for _ in 0..contracts {
+            let t = Instant::now();
+            let quote = served.post("/v1/quotes", Some(&buyer), request.clone()).await?;
+            let quoted = micros_since(t);
+            let t2 = Instant::now();
+            let contract = served.post("/v1/contracts", Some(&buyer), json!({"quote_id": quote["quote_id"]})).await?;
+            accept_latency.push(micros_since(t2));
+            quote_latency.push(quoted);
+            both_latency.push(micros_since(t));
+            contract_ids.push(uuid::Uuid::parse_str(contract["contract_id"].as_str().context("contract_id")?)?);
+        }
+        let elapsed = started.elapsed();
+        let mut rows = Vec::new();
+        let mut conn = pool.acquire().await?;
+        for id in &contract_ids {
+            rows.push(crate::store::contracts::rows_stored(&mut conn, *id).await?);
+        }
+        drop(conn);
+        served.stop().await?;
+
+        println!("{:<28} {:>10} {:>10} {:>10}", "", "p50 ms", "p99 ms", "max ms");
+        for (name, latencies) in [("quote", quote_latency), ("accept", accept_latency), ("quote + accept", both_latency)] {
+            let f = Figures::from_latencies(latencies, elapsed);
+            let max = f.latencies_micros.last().copied().unwrap_or(0) as f64 / 1000.0;
+            println!("{name:<28} {:>10.1} {:>10.1} {:>10.1}", f.quantile_ms(0.5), f.quantile_ms(0.99), max);
+        }
+        let avg = rows.iter().sum::<i64>() as f64 / rows.len() as f64;
+        println!(
+            "rows stored per contract (contract + blocks + reservations): avg {avg:.2}, max {} (8,760 slots each)",
+            rows.iter().max().copied().unwrap_or(0)
+        );
+        Ok(())
+    })
+    .await
 }

@@ -18,7 +18,13 @@
 //! | wallet-login nonce lifetime | `PCX_WALLET_NONCE_TTL_SECS` | `300` |
 //! | public URL (wallet-login messages) | `PCX_PUBLIC_URL` | `http://<listen address>` |
 //! | shortest slot cadence | `PCX_MIN_CADENCE_SECS` | `60` |
-//! | log filter | `PCX_LOG` | `info` |
+//! | slash multiplier | `PCX_SLASH_MULTIPLIER` | `2` |
+//! | collateral window | `PCX_COLLATERAL_WINDOW_SECS` | `86400` |
+//! | escrow window | `PCX_ESCROW_WINDOW_SECS` | `86400` |
+//! | exchange fee | `PCX_FEE_BPS` | `100` |
+//! | quote lifetime | `PCX_QUOTE_TTL_SECS` | `60` |
+//! | discount schedule (JSON) | `PCX_DISCOUNTS` | built-in default |
+//! | log filter | `PCX_LOG` | `info,sqlx=warn` |
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -110,6 +116,82 @@ pub struct ServeConfig {
     /// Shortest slot cadence accepted, in seconds (tests and the demo lower it to 10).
     #[arg(long, env = "PCX_MIN_CADENCE_SECS", default_value_t = 60)]
     pub min_cadence_secs: u32,
+
+    /// Market rules: fees, windows, slashing, discounts.
+    #[command(flatten)]
+    pub market: MarketConfig,
+}
+
+/// Market rules.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MarketConfig {
+    /// A primary's stake must cover this multiple of the price of each of its slots in the collateral window.
+    #[arg(long, env = "PCX_SLASH_MULTIPLIER", default_value = "2")]
+    pub slash_multiplier: rust_decimal::Decimal,
+
+    /// Rolling collateral window, in seconds.
+    #[arg(long, env = "PCX_COLLATERAL_WINDOW_SECS", default_value_t = 86_400)]
+    pub collateral_window_secs: u32,
+
+    /// Rolling escrow window, in seconds: a buyer keeps this much of upcoming slot payments locked.
+    #[arg(long, env = "PCX_ESCROW_WINDOW_SECS", default_value_t = 86_400)]
+    pub escrow_window_secs: u32,
+
+    /// Exchange fee in basis points of each payment to a prover.
+    #[arg(long, env = "PCX_FEE_BPS", default_value_t = 100)]
+    pub fee_bps: u32,
+
+    /// How long a quote stays firm, in seconds.
+    #[arg(long, env = "PCX_QUOTE_TTL_SECS", default_value_t = 60)]
+    pub quote_ttl_secs: u32,
+
+    /// The published discount schedule as JSON (`{"volume": [...], "term": [...], "max_total_bps": N}`);
+    /// unset: the built-in default (see GET /v1/discounts).
+    #[arg(long, env = "PCX_DISCOUNTS")]
+    pub discounts: Option<String>,
+}
+
+/// Market rules, resolved.
+#[derive(Debug, Clone)]
+pub struct MarketSettings {
+    /// Slash multiplier.
+    pub slash_multiplier: rust_decimal::Decimal,
+    /// Collateral window.
+    pub collateral_window: chrono::Duration,
+    /// Escrow window.
+    pub escrow_window: chrono::Duration,
+    /// Fee in bps.
+    pub fee_bps: u32,
+    /// Quote lifetime.
+    pub quote_ttl: chrono::Duration,
+    /// The published discounts.
+    pub discounts: pcx_capacity_reservation::discounts::DiscountSchedule,
+}
+
+impl MarketConfig {
+    /// Checks and resolves the market rules.
+    pub fn resolve(&self) -> anyhow::Result<MarketSettings> {
+        use anyhow::Context;
+        anyhow::ensure!(
+            self.slash_multiplier > rust_decimal::Decimal::ZERO,
+            "PCX_SLASH_MULTIPLIER must be greater than zero"
+        );
+        anyhow::ensure!(self.fee_bps < 10_000, "PCX_FEE_BPS must be below 10000");
+        let discounts = match &self.discounts {
+            Some(json) => serde_json::from_str(json).context("PCX_DISCOUNTS is not a valid discount schedule")?,
+            None => pcx_capacity_reservation::discounts::DiscountSchedule::default(),
+        };
+        discounts.validate().context("PCX_DISCOUNTS")?;
+        let secs = |s: u32| chrono::Duration::seconds(i64::from(s.max(1)));
+        Ok(MarketSettings {
+            slash_multiplier: self.slash_multiplier,
+            collateral_window: secs(self.collateral_window_secs),
+            escrow_window: secs(self.escrow_window_secs),
+            fee_bps: self.fee_bps,
+            quote_ttl: secs(self.quote_ttl_secs),
+            discounts,
+        })
+    }
 }
 
 /// The runtime settings the request handlers read, resolved from [`ServeConfig`].
@@ -123,12 +205,14 @@ pub struct Settings {
     pub public_url: String,
     /// Shortest slot cadence accepted.
     pub min_cadence_secs: u32,
+    /// Market rules.
+    pub market: MarketSettings,
 }
 
 impl Settings {
     /// Resolves the settings; `bound` is the address actually listened on (port 0 resolved).
-    pub fn from_config(config: &ServeConfig, bound: SocketAddr) -> Self {
-        Self {
+    pub fn from_config(config: &ServeConfig, bound: SocketAddr) -> anyhow::Result<Self> {
+        Ok(Self {
             token_ttl: chrono::Duration::seconds(i64::from(config.token_ttl_secs.max(1))),
             nonce_ttl: chrono::Duration::seconds(i64::from(config.nonce_ttl_secs.max(1))),
             public_url: config
@@ -138,6 +222,7 @@ impl Settings {
                 .trim_end_matches('/')
                 .to_owned(),
             min_cadence_secs: config.min_cadence_secs,
-        }
+            market: config.market.resolve()?,
+        })
     }
 }

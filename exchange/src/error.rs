@@ -53,6 +53,34 @@ pub enum ErrorCode {
     InsufficientFunds,
     /// 409: a conflicting concurrent change; retry.
     Conflict,
+    /// 422: the proof class is not in the circuit registry or is malformed.
+    InvalidProofClass,
+    /// 422: an offer window is empty or longer than 5 years.
+    InvalidWindow,
+    /// 422: an offer window has already ended.
+    WindowInPast,
+    /// 422: a schedule ends before it starts.
+    InvalidSchedule,
+    /// 422: a cadence below `PCX_MIN_CADENCE_SECS`.
+    CadenceTooShort,
+    /// 422: a term longer than 5 years.
+    TermTooLong,
+    /// 422: a schedule starting in the past.
+    StartInPast,
+    /// 422: volume tiers out of order.
+    InvalidTiers,
+    /// 409: the bonded stake does not back the offer.
+    InsufficientStake,
+    /// 409: the stake secures slots in the collateral window.
+    StakeLocked,
+    /// 409: the book has not enough capacity for the schedule.
+    InsufficientCapacity,
+    /// 409: capacity quoted is no longer free.
+    CapacityGone,
+    /// 409: the quote is past `valid_until`.
+    QuoteExpired,
+    /// 409: the quote was already accepted.
+    QuoteAlreadyAccepted,
     /// 503: the database does not answer.
     Unavailable,
     /// 500: an internal failure, logged with an incident id.
@@ -61,7 +89,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for the documentation table and its test.
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 36] = [
         ErrorCode::MalformedJson,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::PayloadTooLarge,
@@ -82,6 +110,20 @@ impl ErrorCode {
         ErrorCode::MethodNotAllowed,
         ErrorCode::InsufficientFunds,
         ErrorCode::Conflict,
+        ErrorCode::InvalidProofClass,
+        ErrorCode::InvalidWindow,
+        ErrorCode::WindowInPast,
+        ErrorCode::InvalidSchedule,
+        ErrorCode::CadenceTooShort,
+        ErrorCode::TermTooLong,
+        ErrorCode::StartInPast,
+        ErrorCode::InvalidTiers,
+        ErrorCode::InsufficientStake,
+        ErrorCode::StakeLocked,
+        ErrorCode::InsufficientCapacity,
+        ErrorCode::CapacityGone,
+        ErrorCode::QuoteExpired,
+        ErrorCode::QuoteAlreadyAccepted,
         ErrorCode::Unavailable,
         ErrorCode::Internal,
     ];
@@ -110,6 +152,20 @@ impl ErrorCode {
             MethodNotAllowed => ("method_not_allowed", StatusCode::METHOD_NOT_ALLOWED),
             InsufficientFunds => ("insufficient_funds", StatusCode::CONFLICT),
             Conflict => ("conflict", StatusCode::CONFLICT),
+            InvalidProofClass => ("invalid_proof_class", StatusCode::UNPROCESSABLE_ENTITY),
+            InvalidWindow => ("invalid_window", StatusCode::UNPROCESSABLE_ENTITY),
+            WindowInPast => ("window_in_past", StatusCode::UNPROCESSABLE_ENTITY),
+            InvalidSchedule => ("invalid_schedule", StatusCode::UNPROCESSABLE_ENTITY),
+            CadenceTooShort => ("cadence_too_short", StatusCode::UNPROCESSABLE_ENTITY),
+            TermTooLong => ("term_too_long", StatusCode::UNPROCESSABLE_ENTITY),
+            StartInPast => ("start_in_past", StatusCode::UNPROCESSABLE_ENTITY),
+            InvalidTiers => ("invalid_tiers", StatusCode::UNPROCESSABLE_ENTITY),
+            InsufficientStake => ("insufficient_stake", StatusCode::CONFLICT),
+            StakeLocked => ("stake_locked", StatusCode::CONFLICT),
+            InsufficientCapacity => ("insufficient_capacity", StatusCode::CONFLICT),
+            CapacityGone => ("capacity_gone", StatusCode::CONFLICT),
+            QuoteExpired => ("quote_expired", StatusCode::CONFLICT),
+            QuoteAlreadyAccepted => ("quote_already_accepted", StatusCode::CONFLICT),
             Unavailable => ("unavailable", StatusCode::SERVICE_UNAVAILABLE),
             Internal => ("internal", StatusCode::INTERNAL_SERVER_ERROR),
         }
@@ -133,6 +189,8 @@ pub struct ApiError {
     pub code: ErrorCode,
     /// What went wrong and what to fix.
     pub message: String,
+    /// What to do next, for conflicts that a retry of the same request cannot fix.
+    pub hint: Option<String>,
 }
 
 /// The error envelope as it is serialised.
@@ -150,12 +208,21 @@ pub struct ErrorBody {
     pub code: String,
     /// Human-readable explanation saying what to fix.
     pub message: String,
+    /// What to do next (present on some conflicts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
 }
 
 impl ApiError {
     /// An error with the given code and message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self { code, message: message.into(), hint: None }
+    }
+
+    /// Adds a hint: what to do next.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
     }
 
     /// An internal failure: logs the cause with an incident id and hides it from the caller.
@@ -186,7 +253,7 @@ impl std::fmt::Display for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorEnvelope {
-            error: ErrorBody { code: self.code.as_str().to_owned(), message: self.message },
+            error: ErrorBody { code: self.code.as_str().to_owned(), message: self.message, hint: self.hint },
         };
         (self.code.status(), Json(body)).into_response()
     }

@@ -150,7 +150,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let bound = listener.local_addr()?;
-    let settings = Settings::from_config(&config, bound);
+    let settings = Settings::from_config(&config, bound)?;
     let state = AppState::new(database.pool.clone(), &config, settings).await?;
     tracing::info!(address = %bound, docs = %format!("http://{bound}/docs"), "pcx exchange listening");
     let served = run(listener, app(state), shutdown_signal()).await;

@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use pcx_exchange::bench::LedgerBenchArgs;
+use pcx_exchange::bench::{ContractsBenchArgs, LedgerBenchArgs};
 use pcx_exchange::config::{DbConfig, ServeConfig};
 
 #[derive(Debug, Parser)]
@@ -32,6 +32,8 @@ enum Command {
 enum BenchCommand {
     /// Durable money movements per second through the API against bare INSERT commits.
     Ledger(LedgerBenchArgs),
+    /// Quote + accept latency of one-year hourly contracts across 50 provers; rows per contract.
+    Contracts(ContractsBenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -68,6 +70,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Bench { which: BenchCommand::Ledger(args) } => pcx_exchange::bench::ledger(args).await,
+            Command::Bench { which: BenchCommand::Contracts(args) } => pcx_exchange::bench::contracts(args).await,
         }
     })
 }

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod funds;
+pub mod market;
 pub mod ops;
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -23,6 +24,9 @@ use crate::AppState;
     tags((name = "auth", description = "Accounts, tokens and wallet login"),
          (name = "funds", description = "Balances, ledger and withdrawals"),
          (name = "admin", description = "Operator routes"),
+         (name = "provers", description = "Prover stake"),
+         (name = "offers", description = "Offers (asks) and the public book"),
+         (name = "market", description = "Discounts, quotes, contracts and slots"),
          (name = "ops", description = "Health and metrics"))
 )]
 pub struct ApiDoc;
@@ -52,6 +56,15 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(funds::withdraw))
         .routes(routes!(funds::deposit))
         .routes(routes!(funds::summary))
+        .routes(routes!(market::stake))
+        .routes(routes!(market::unstake))
+        .routes(routes!(market::create_offer, market::list_offers))
+        .routes(routes!(market::cancel_offer))
+        .routes(routes!(market::discounts))
+        .routes(routes!(market::create_quote))
+        .routes(routes!(market::create_contract, market::list_contracts))
+        .routes(routes!(market::get_contract))
+        .routes(routes!(market::list_slots))
         .routes(routes!(ops::health))
         .routes(routes!(ops::metrics))
 }

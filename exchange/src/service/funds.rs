@@ -24,11 +24,12 @@ pub struct Movement {
     pub created_at: DateTime<Utc>,
 }
 
-fn post_error(err: PostError, what: &str) -> ApiError {
+/// The API error for a failed posting of a `what` (deposit, stake, ...).
+pub(crate) fn post_error(err: PostError, what: &str) -> ApiError {
     match err {
         PostError::InsufficientFunds => ApiError::new(
             ErrorCode::InsufficientFunds,
-            format!("the available balance does not cover this {what}; check GET /v1/accounts/me/balances"),
+            format!("the balance does not cover this {what}; check GET /v1/accounts/me/balances"),
         ),
         PostError::UnknownAccount => ApiError::new(ErrorCode::NotFound, "no such account"),
         PostError::Db(err) => err.into(),

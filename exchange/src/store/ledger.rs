@@ -116,6 +116,14 @@ pub async fn balances(conn: &mut PgConnection, account: AccountId) -> Result<Bal
     Ok(out)
 }
 
+/// Bonded balances of `provers`, unlocked (a read for quoting).
+pub async fn bonded_of(conn: &mut PgConnection, provers: &[Uuid]) -> Result<Vec<(Uuid, Decimal)>, sqlx::Error> {
+    sqlx::query_as("SELECT owner_id, balance FROM ledger_accounts WHERE owner_id = ANY($1) AND kind = 'bonded'")
+        .bind(provers)
+        .fetch_all(conn)
+        .await
+}
+
 /// One posting on a user's account, as listed.
 #[derive(Debug, Clone)]
 pub struct LedgerLine {

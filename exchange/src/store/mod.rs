@@ -3,9 +3,11 @@
 //! beyond what the schema itself enforces (see `migrations/`).
 
 pub mod accounts;
+pub mod contracts;
 pub mod idempotency;
 pub mod ledger;
 pub mod nonces;
+pub mod offers;
 pub mod secrets;
 
 /// True when `err` is a violation of the named database constraint.

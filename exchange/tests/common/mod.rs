@@ -42,6 +42,14 @@ pub fn serve_config() -> ServeConfig {
         nonce_ttl_secs: 300,
         public_url: None,
         min_cadence_secs: 10,
+        market: pcx_exchange::config::MarketConfig {
+            slash_multiplier: rust_decimal::Decimal::TWO,
+            collateral_window_secs: 86_400,
+            escrow_window_secs: 86_400,
+            fee_bps: 100,
+            quote_ttl_secs: 60,
+            discounts: None,
+        },
     }
 }
 
@@ -96,9 +104,14 @@ pub async fn spawn_app_with(config: ServeConfig) -> TestApp {
 }
 
 pub async fn spawn_on(db: PgPool, config: ServeConfig) -> TestApp {
+    // Logs of the server under test go to the test's output (shown when it fails).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(std::env::var("PCX_LOG").unwrap_or_else(|_| "warn".into())))
+        .with_test_writer()
+        .try_init();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let state = AppState::new(db.clone(), &config, Settings::from_config(&config, addr)).await.unwrap();
+    let state = AppState::new(db.clone(), &config, Settings::from_config(&config, addr).unwrap()).await.unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(run(listener, app(state), async {
         let _ = stopped.await;

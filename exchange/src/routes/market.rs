@@ -1,0 +1,344 @@
+//! The market: prover stake, offers (the book), discounts, quotes, contracts and their slots.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use pcx_capacity_reservation::discounts::DiscountSchedule;
+use pcx_domain::{AccountId, ProofSystem, Role};
+
+use crate::auth::{Caller, Principal};
+use crate::error::{ApiError, ApiResult, ErrorCode, ErrorEnvelope};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, IdempotencyKey};
+use crate::idempotency::{self, JsonReply};
+use crate::routes::funds::BalancesResponse;
+use crate::service::contracts::{self, ContractView, QuoteRequest, QuoteView, Reader, SlotView};
+use crate::service::offers::{self, OfferInput, OfferView};
+use crate::service::provers;
+use crate::store;
+use crate::{validate, AppState};
+
+fn reply(status: StatusCode, body: &impl Serialize) -> ApiResult<JsonReply> {
+    Ok((status, serde_json::to_value(body).map_err(ApiError::internal)?))
+}
+
+fn respond((status, body): JsonReply) -> Response {
+    (status, Json(body)).into_response()
+}
+
+/// A stake movement.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StakeRequest {
+    /// Amount (decimal string, at most 6 decimals).
+    #[schema(value_type = pcx_domain::Money)]
+    pub amount: String,
+}
+
+/// The prover's balances after a stake movement.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StakeResponse {
+    /// Journal entry id.
+    pub entry_id: i64,
+    /// Balances afterwards.
+    pub balances: BalancesResponse,
+}
+
+/// Bonds stake: `available -> bonded`. Honours `Idempotency-Key`.
+#[utoipa::path(post, path = "/v1/provers/stake", tag = "provers", security(("bearer" = [])), request_body = StakeRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+    responses((status = 201, body = StakeResponse), (status = 403, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope),
+              (status = 422, body = ErrorEnvelope)))]
+pub async fn stake(
+    State(state): State<AppState>,
+    caller: Caller,
+    IdempotencyKey(key): IdempotencyKey,
+    ApiJson(req): ApiJson<StakeRequest>,
+) -> ApiResult<Response> {
+    let prover = caller.account_with_role(Role::Prover)?;
+    let amount = validate::positive_amount("amount", &req.amount)?;
+    let hash = idempotency::request_hash("POST /v1/provers/stake", &amount.to_string());
+    let done = idempotency::run(&state, caller.principal, key, hash, move |conn| {
+        Box::pin(async move {
+            let (entry_id, balances) = provers::stake(conn, prover, amount).await?;
+            reply(StatusCode::CREATED, &StakeResponse { entry_id, balances: balances.into() })
+        })
+    })
+    .await?;
+    Ok(respond(done))
+}
+
+/// Releases stake: `bonded -> available`, only what secures no primary slot within the collateral
+/// window. Honours `Idempotency-Key`.
+#[utoipa::path(post, path = "/v1/provers/unstake", tag = "provers", security(("bearer" = [])), request_body = StakeRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+    responses((status = 201, body = StakeResponse), (status = 409, body = ErrorEnvelope, description = "stake_locked"),
+              (status = 422, body = ErrorEnvelope)))]
+pub async fn unstake(
+    State(state): State<AppState>,
+    caller: Caller,
+    IdempotencyKey(key): IdempotencyKey,
+    ApiJson(req): ApiJson<StakeRequest>,
+) -> ApiResult<Response> {
+    let prover = caller.account_with_role(Role::Prover)?;
+    let amount = validate::positive_amount("amount", &req.amount)?;
+    let hash = idempotency::request_hash("POST /v1/provers/unstake", &amount.to_string());
+    let settings = state.settings.clone();
+    let done = idempotency::run(&state, caller.principal, key, hash, move |conn| {
+        Box::pin(async move {
+            let (entry_id, balances) = provers::unstake(conn, prover, amount, &settings.market, Utc::now()).await?;
+            reply(StatusCode::CREATED, &StakeResponse { entry_id, balances: balances.into() })
+        })
+    })
+    .await?;
+    Ok(respond(done))
+}
+
+/// Posts an offer (ask). Honours `Idempotency-Key`.
+#[utoipa::path(post, path = "/v1/offers", tag = "offers", security(("bearer" = [])), request_body = OfferInput,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+    responses((status = 201, body = OfferView), (status = 403, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope,
+              description = "insufficient_stake"), (status = 422, body = ErrorEnvelope)))]
+pub async fn create_offer(
+    State(state): State<AppState>,
+    caller: Caller,
+    IdempotencyKey(key): IdempotencyKey,
+    ApiJson(req): ApiJson<OfferInput>,
+) -> ApiResult<Response> {
+    let prover = caller.account_with_role(Role::Prover)?;
+    let hash = idempotency::request_hash("POST /v1/offers", &req);
+    let settings = state.settings.clone();
+    let done = idempotency::run(&state, caller.principal, key, hash, move |conn| {
+        Box::pin(async move {
+            let offer = offers::create(conn, prover, &req, &settings.market, Utc::now()).await?;
+            reply(StatusCode::CREATED, &offer)
+        })
+    })
+    .await?;
+    Ok(respond(done))
+}
+
+/// Filter of the book.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct BookQuery {
+    /// Proof system, e.g. `groth16-bn254`.
+    pub system: Option<ProofSystem>,
+    /// Circuit, e.g. `hash-chain`.
+    pub circuit: Option<String>,
+    /// Size (log2 of constraints).
+    pub size_log2: Option<u8>,
+    /// Deadline in seconds.
+    pub deadline_secs: Option<u32>,
+    /// Only this prover's offers.
+    pub prover_id: Option<AccountId>,
+    /// At most this many (1..=1000, default 200).
+    pub limit: Option<u32>,
+}
+
+/// The public book.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BookResponse {
+    /// Active offers whose window has not ended, cheapest first.
+    pub offers: Vec<OfferView>,
+}
+
+/// The public book of active offers, cheapest first; no account needed.
+#[utoipa::path(get, path = "/v1/offers", tag = "offers", params(BookQuery),
+    responses((status = 200, body = BookResponse), (status = 422, body = ErrorEnvelope)))]
+pub async fn list_offers(State(state): State<AppState>, ApiQuery(q): ApiQuery<BookQuery>) -> ApiResult<Json<BookResponse>> {
+    let limit = q.limit.unwrap_or(200);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::new(ErrorCode::InvalidQuery, "limit: must be between 1 and 1000"));
+    }
+    let filter = store::offers::BookFilter {
+        system: q.system,
+        circuit: q.circuit,
+        size_log2: q.size_log2,
+        deadline_secs: q.deadline_secs,
+        prover_id: q.prover_id,
+    };
+    let mut conn = state.db.acquire().await?;
+    let rows = store::offers::book(&mut conn, &filter, Utc::now(), i64::from(limit)).await?;
+    Ok(Json(BookResponse { offers: rows.into_iter().map(Into::into).collect() }))
+}
+
+/// Cancels one of the caller's offers; slots already reserved on it stay obligations.
+#[utoipa::path(delete, path = "/v1/offers/{id}", tag = "offers", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Offer id")),
+    responses((status = 200, body = OfferView), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+pub async fn cancel_offer(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<OfferView>> {
+    let prover = caller.account_with_role(Role::Prover)?;
+    let mut tx = state.db.begin().await?;
+    let offer = offers::cancel(&mut tx, prover, id, Utc::now()).await?;
+    tx.commit().await?;
+    Ok(Json(offer))
+}
+
+/// The published volume-discount schedule; no account needed.
+#[utoipa::path(get, path = "/v1/discounts", tag = "market",
+    responses((status = 200, body = DiscountSchedule)))]
+pub async fn discounts(State(state): State<AppState>) -> Json<DiscountSchedule> {
+    Json(state.settings.market.discounts.clone())
+}
+
+/// A firm, short-lived quote for a schedule, allocated over the book. Honours `Idempotency-Key`.
+#[utoipa::path(post, path = "/v1/quotes", tag = "market", security(("bearer" = [])), request_body = QuoteRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+    responses((status = 201, body = QuoteView), (status = 403, body = ErrorEnvelope),
+              (status = 409, body = ErrorEnvelope, description = "insufficient_capacity"), (status = 422, body = ErrorEnvelope)))]
+pub async fn create_quote(
+    State(state): State<AppState>,
+    caller: Caller,
+    IdempotencyKey(key): IdempotencyKey,
+    ApiJson(req): ApiJson<QuoteRequest>,
+) -> ApiResult<Response> {
+    let buyer = caller.account_with_role(Role::Buyer)?;
+    let hash = idempotency::request_hash("POST /v1/quotes", &req);
+    let settings = state.settings.clone();
+    let done = idempotency::run(&state, caller.principal, key, hash, move |conn| {
+        Box::pin(async move {
+            let quote = contracts::quote(conn, buyer, &req, &settings, Utc::now()).await?;
+            reply(StatusCode::CREATED, &quote)
+        })
+    })
+    .await?;
+    Ok(respond(done))
+}
+
+/// Accepting a quote.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContractRequest {
+    /// The quote to accept.
+    pub quote_id: Uuid,
+}
+
+/// Buys a quote: reserves every slot's capacity and locks the first escrow window, or fails whole
+/// (409 `capacity_gone`, `quote_expired`, `quote_already_accepted`, `insufficient_funds`, with a
+/// hint). Honours `Idempotency-Key`.
+#[utoipa::path(post, path = "/v1/contracts", tag = "market", security(("bearer" = [])), request_body = ContractRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+    responses((status = 201, body = ContractView), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope),
+              (status = 422, body = ErrorEnvelope)))]
+pub async fn create_contract(
+    State(state): State<AppState>,
+    caller: Caller,
+    IdempotencyKey(key): IdempotencyKey,
+    ApiJson(req): ApiJson<ContractRequest>,
+) -> ApiResult<Response> {
+    let buyer = caller.account_with_role(Role::Buyer)?;
+    let hash = idempotency::request_hash("POST /v1/contracts", &req);
+    let settings = state.settings.clone();
+    let done = idempotency::run(&state, caller.principal, key, hash, move |conn| {
+        Box::pin(async move {
+            let contract = contracts::accept(conn, buyer, req.quote_id, &settings, Utc::now()).await?;
+            reply(StatusCode::CREATED, &contract)
+        })
+    })
+    .await?;
+    Ok(respond(done))
+}
+
+fn reader(caller: &Caller) -> Reader {
+    match (caller.principal, caller.role) {
+        (Principal::Admin, _) => Reader::Admin,
+        (Principal::Account(id), Role::Prover) => Reader::Prover(id),
+        (Principal::Account(id), _) => Reader::Buyer(id),
+    }
+}
+
+/// Contracts of the caller.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ContractsResponse {
+    /// A buyer's purchases, the contracts a prover serves, or (operator) all; newest first.
+    pub contracts: Vec<ContractView>,
+}
+
+/// Paging of the contract list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ContractsQuery {
+    /// At most this many (1..=200, default 50).
+    pub limit: Option<u32>,
+}
+
+/// The caller's contracts: a buyer's purchases, the contracts a prover serves, or all for the operator.
+#[utoipa::path(get, path = "/v1/contracts", tag = "market", security(("bearer" = [])), params(ContractsQuery),
+    responses((status = 200, body = ContractsResponse), (status = 401, body = ErrorEnvelope)))]
+pub async fn list_contracts(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ContractsQuery>,
+) -> ApiResult<Json<ContractsResponse>> {
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::new(ErrorCode::InvalidQuery, "limit: must be between 1 and 200"));
+    }
+    let mut conn = state.db.acquire().await?;
+    let list = contracts::list(&mut conn, reader(&caller), i64::from(limit)).await?;
+    Ok(Json(ContractsResponse { contracts: list }))
+}
+
+/// One contract (its buyer, a prover serving it, or the operator).
+#[utoipa::path(get, path = "/v1/contracts/{id}", tag = "market", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Contract id")),
+    responses((status = 200, body = ContractView), (status = 404, body = ErrorEnvelope)))]
+pub async fn get_contract(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<Json<ContractView>> {
+    let mut conn = state.db.acquire().await?;
+    Ok(Json(contracts::get(&mut conn, reader(&caller), id).await?))
+}
+
+/// A page of slots.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct SlotsQuery {
+    /// First slot number (default 0).
+    pub from: Option<u64>,
+    /// At most this many (1..=1000, default 100).
+    pub limit: Option<u64>,
+}
+
+/// Slots of a contract.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SlotsResponse {
+    /// Slots in order.
+    pub slots: Vec<SlotView>,
+    /// Pass as `from` for the next page; absent after the last slot.
+    pub next_from: Option<u64>,
+}
+
+/// Slots of a contract, computed from its schedule and allocation.
+#[utoipa::path(get, path = "/v1/contracts/{id}/slots", tag = "market", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Contract id"), SlotsQuery),
+    responses((status = 200, body = SlotsResponse), (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
+pub async fn list_slots(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(q): ApiQuery<SlotsQuery>,
+) -> ApiResult<Json<SlotsResponse>> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::new(ErrorCode::InvalidQuery, "limit: must be between 1 and 1000"));
+    }
+    let from = q.from.unwrap_or(0);
+    let mut conn = state.db.acquire().await?;
+    let contract = contracts::get(&mut conn, reader(&caller), id).await?;
+    let slots = contracts::slots(&contract, from, limit);
+    let next = from.saturating_add(limit);
+    Ok(Json(SlotsResponse { slots, next_from: (next < contract.slot_count).then_some(next) }))
+}

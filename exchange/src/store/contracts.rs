@@ -1,0 +1,364 @@
+//! Quotes, contracts, allocation blocks, reservations, and the collateral they require.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use pcx_domain::AccountId;
+
+use super::is_constraint_violation;
+
+/// A stored quote.
+#[derive(Debug, Clone)]
+pub struct QuoteRow {
+    /// Id.
+    pub id: Uuid,
+    /// The buyer who asked.
+    pub buyer_id: AccountId,
+    /// The request as validated.
+    pub request: serde_json::Value,
+    /// The response the buyer saw.
+    pub body: serde_json::Value,
+    /// The blocks to reserve on acceptance.
+    pub allocation: serde_json::Value,
+    /// Firm until.
+    pub valid_until: DateTime<Utc>,
+}
+
+/// Stores a quote.
+pub async fn insert_quote(conn: &mut PgConnection, quote: &QuoteRow) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO quotes (id, buyer_id, request, body, allocation, valid_until) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(quote.id)
+    .bind(quote.buyer_id.0)
+    .bind(&quote.request)
+    .bind(&quote.body)
+    .bind(&quote.allocation)
+    .bind(quote.valid_until)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Locks and returns a quote.
+pub async fn lock_quote(conn: &mut PgConnection, id: Uuid) -> Result<Option<QuoteRow>, sqlx::Error> {
+    let row: Option<(Uuid, Uuid, serde_json::Value, serde_json::Value, serde_json::Value, DateTime<Utc>)> =
+        sqlx::query_as(
+            "SELECT id, buyer_id, request, body, allocation, valid_until FROM quotes WHERE id = $1 FOR UPDATE",
+        )
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.map(|(id, buyer, request, body, allocation, valid_until)| QuoteRow {
+        id,
+        buyer_id: AccountId(buyer),
+        request,
+        body,
+        allocation,
+        valid_until,
+    }))
+}
+
+/// The contract made from a quote, if any.
+pub async fn contract_of_quote(conn: &mut PgConnection, quote: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar("SELECT id FROM contracts WHERE quote_id = $1").bind(quote).fetch_optional(conn).await
+}
+
+/// A contract as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ContractRow {
+    /// Id.
+    pub id: Uuid,
+    /// The buyer.
+    pub buyer_id: Uuid,
+    /// The quote it came from.
+    pub quote_id: Uuid,
+    /// Proof system.
+    pub system: String,
+    /// Circuit.
+    pub circuit: String,
+    /// Size.
+    pub size_log2: i16,
+    /// Deadline.
+    pub deadline_secs: i32,
+    /// Schedule start.
+    pub starts_at: DateTime<Utc>,
+    /// Schedule end.
+    pub ends_at: DateTime<Utc>,
+    /// Cadence.
+    pub every_secs: i32,
+    /// Proofs per slot.
+    pub proofs_per_slot: i32,
+    /// Backups per slot.
+    pub redundancy: i16,
+    /// Slots.
+    pub slot_count: i64,
+    /// Average locked price.
+    pub price_per_proof: Decimal,
+    /// Discount applied.
+    pub discount_bps: i32,
+    /// Total.
+    pub total: Decimal,
+    /// Exchange fee out of the total.
+    pub fee: Decimal,
+    /// Escrow locked at purchase.
+    pub escrow_locked: Decimal,
+    /// `active`, `suspended`, `completed`, `cancelled`.
+    pub status: String,
+    /// Why, when not active.
+    pub status_reason: Option<String>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+}
+
+const CONTRACT_COLUMNS: &str = "id, buyer_id, quote_id, system, circuit, size_log2, deadline_secs, starts_at, ends_at, \
+    every_secs, proofs_per_slot, redundancy, slot_count, price_per_proof, discount_bps, total, fee, escrow_locked, \
+    status, status_reason, created_at";
+
+/// A block as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct BlockRow {
+    /// Block number within the contract.
+    pub block_no: i32,
+    /// First slot.
+    pub first_slot: i64,
+    /// End slot (exclusive).
+    pub end_slot: i64,
+    /// Reserved hours start.
+    pub starts_at: DateTime<Utc>,
+    /// Reserved hours end.
+    pub ends_at: DateTime<Utc>,
+    /// Primary offer.
+    pub primary_offer_id: i64,
+    /// Primary prover.
+    pub primary_prover_id: Uuid,
+    /// Backup offers.
+    pub backup_offer_ids: Vec<i64>,
+    /// Backup provers.
+    pub backup_prover_ids: Vec<Uuid>,
+    /// Locked price per proof.
+    pub price_per_proof: Decimal,
+}
+
+/// Why a contract could not be stored.
+#[derive(Debug, thiserror::Error)]
+pub enum InsertError {
+    /// A reservation would overbook an offer, or its offer was cancelled.
+    #[error("capacity gone: {0}")]
+    CapacityGone(&'static str),
+    /// Anything else.
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// Stores a contract, its blocks and their reservations (`units_per_hour` each). The reservation
+/// trigger refuses any that would overbook; reservations are inserted in offer order so that
+/// concurrent purchases lock offers in the same order.
+pub async fn insert_contract(
+    conn: &mut PgConnection,
+    contract: &ContractRow,
+    blocks: &[BlockRow],
+    units_per_hour: i32,
+) -> Result<(), InsertError> {
+    sqlx::query(&format!(
+        "INSERT INTO contracts ({CONTRACT_COLUMNS})
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
+    ))
+    .bind(contract.id)
+    .bind(contract.buyer_id)
+    .bind(contract.quote_id)
+    .bind(&contract.system)
+    .bind(&contract.circuit)
+    .bind(contract.size_log2)
+    .bind(contract.deadline_secs)
+    .bind(contract.starts_at)
+    .bind(contract.ends_at)
+    .bind(contract.every_secs)
+    .bind(contract.proofs_per_slot)
+    .bind(contract.redundancy)
+    .bind(contract.slot_count)
+    .bind(contract.price_per_proof)
+    .bind(contract.discount_bps)
+    .bind(contract.total)
+    .bind(contract.fee)
+    .bind(contract.escrow_locked)
+    .bind(&contract.status)
+    .bind(&contract.status_reason)
+    .bind(contract.created_at)
+    .execute(&mut *conn)
+    .await?;
+
+    for b in blocks {
+        sqlx::query(
+            "INSERT INTO contract_blocks (contract_id, block_no, first_slot, end_slot, starts_at, ends_at,
+                 primary_offer_id, primary_prover_id, backup_offer_ids, backup_prover_ids, price_per_proof)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(contract.id)
+        .bind(b.block_no)
+        .bind(b.first_slot)
+        .bind(b.end_slot)
+        .bind(b.starts_at)
+        .bind(b.ends_at)
+        .bind(b.primary_offer_id)
+        .bind(b.primary_prover_id)
+        .bind(&b.backup_offer_ids)
+        .bind(&b.backup_prover_ids)
+        .bind(b.price_per_proof)
+        .execute(&mut *conn)
+        .await?;
+    }
+
+    struct Reservation<'a> {
+        offer: i64,
+        block: &'a BlockRow,
+        prover: Uuid,
+        role: &'static str,
+    }
+    let mut rows: Vec<Reservation> = Vec::new();
+    for b in blocks {
+        rows.push(Reservation { offer: b.primary_offer_id, block: b, prover: b.primary_prover_id, role: "primary" });
+        for (offer, prover) in b.backup_offer_ids.iter().zip(&b.backup_prover_ids) {
+            rows.push(Reservation { offer: *offer, block: b, prover: *prover, role: "backup" });
+        }
+    }
+    rows.sort_by_key(|r| (r.offer, r.block.starts_at));
+    let result = sqlx::query(
+        "INSERT INTO reservations (contract_id, offer_id, block_no, prover_id, role, starts_at, ends_at,
+                                   units_per_hour, price_per_proof)
+         SELECT $1, r.offer_id, r.block_no, r.prover_id, r.role, r.starts_at, r.ends_at, $9, r.price
+           FROM unnest($2::bigint[], $3::int[], $4::uuid[], $5::text[], $6::timestamptz[], $7::timestamptz[], $8::numeric[])
+                WITH ORDINALITY AS r (offer_id, block_no, prover_id, role, starts_at, ends_at, price, ord)
+          ORDER BY r.ord",
+    )
+    .bind(contract.id)
+    .bind(rows.iter().map(|r| r.offer).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.block.block_no).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.prover).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.role).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.block.starts_at).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.block.ends_at).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.block.price_per_proof).collect::<Vec<_>>())
+    .bind(units_per_hour)
+    .execute(&mut *conn)
+    .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(err) if is_constraint_violation(&err, "reservations_within_capacity") => {
+            Err(InsertError::CapacityGone("another contract took the quoted capacity"))
+        }
+        Err(err) if is_constraint_violation(&err, "reservations_offer_active") => {
+            Err(InsertError::CapacityGone("a quoted offer was cancelled"))
+        }
+        Err(err) if is_constraint_violation(&err, "reservations_within_window") => {
+            Err(InsertError::CapacityGone("a quoted offer no longer covers the schedule"))
+        }
+        Err(err) => Err(InsertError::Db(err)),
+    }
+}
+
+/// One contract.
+pub async fn get_contract(conn: &mut PgConnection, id: Uuid) -> Result<Option<ContractRow>, sqlx::Error> {
+    sqlx::query_as(&format!("SELECT {CONTRACT_COLUMNS} FROM contracts WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Blocks of a contract, in slot order.
+pub async fn blocks(conn: &mut PgConnection, contract: Uuid) -> Result<Vec<BlockRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT block_no, first_slot, end_slot, starts_at, ends_at, primary_offer_id, primary_prover_id,
+                backup_offer_ids, backup_prover_ids, price_per_proof
+           FROM contract_blocks WHERE contract_id = $1 ORDER BY first_slot",
+    )
+    .bind(contract)
+    .fetch_all(conn)
+    .await
+}
+
+/// Whose contracts to list.
+#[derive(Debug, Clone, Copy)]
+pub enum Viewer {
+    /// A buyer: the contracts it bought.
+    Buyer(Uuid),
+    /// A prover: the contracts it serves as primary or backup.
+    Prover(Uuid),
+    /// The operator: all.
+    Admin,
+}
+
+/// Contracts visible to `viewer`, newest first.
+pub async fn list(conn: &mut PgConnection, viewer: Viewer, limit: i64) -> Result<Vec<ContractRow>, sqlx::Error> {
+    let (clause, who) = match viewer {
+        Viewer::Buyer(id) => ("buyer_id = $1", Some(id)),
+        Viewer::Prover(id) => ("id IN (SELECT contract_id FROM reservations WHERE prover_id = $1)", Some(id)),
+        Viewer::Admin => ("$1::uuid IS NULL", None),
+    };
+    sqlx::query_as(&format!(
+        "SELECT {CONTRACT_COLUMNS} FROM contracts WHERE {clause} ORDER BY created_at DESC, id LIMIT $2"
+    ))
+    .bind(who)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// True when `prover` holds a reservation in `contract`.
+pub async fn serves(conn: &mut PgConnection, contract: Uuid, prover: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM reservations WHERE contract_id = $1 AND prover_id = $2)")
+        .bind(contract)
+        .bind(prover)
+        .fetch_one(conn)
+        .await
+}
+
+/// Locks the bonded balances of `provers` (in id order, so concurrent callers cannot deadlock) and
+/// returns them.
+pub async fn lock_bonded(conn: &mut PgConnection, provers: &[Uuid]) -> Result<Vec<(Uuid, Decimal)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT owner_id, balance FROM ledger_accounts
+          WHERE owner_id = ANY($1) AND kind = 'bonded' ORDER BY owner_id FOR UPDATE",
+    )
+    .bind(provers)
+    .fetch_all(conn)
+    .await
+}
+
+/// Per prover, `multiplier x price x proofs` of its primary reservations opening within
+/// `[from, to)`, counting `units_per_hour` for each reserved hour (an upper bound on its slots).
+pub async fn collateral_required(
+    conn: &mut PgConnection,
+    provers: &[Uuid],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    multiplier: Decimal,
+) -> Result<Vec<(Uuid, Decimal)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT prover_id,
+                $4 * sum(price_per_proof * units_per_hour
+                         * EXTRACT(EPOCH FROM (LEAST(ends_at, $3) - GREATEST(starts_at, $2))) / 3600)
+           FROM reservations
+          WHERE prover_id = ANY($1) AND role = 'primary' AND ends_at > $2 AND starts_at < $3
+          GROUP BY prover_id",
+    )
+    .bind(provers)
+    .bind(from)
+    .bind(to)
+    .bind(multiplier)
+    .fetch_all(conn)
+    .await
+}
+
+/// Rows stored for a contract: itself, its blocks, its reservations.
+pub async fn rows_stored(conn: &mut PgConnection, contract: Uuid) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT 1 + (SELECT count(*) FROM contract_blocks WHERE contract_id = $1)
+                  + (SELECT count(*) FROM reservations WHERE contract_id = $1)",
+    )
+    .bind(contract)
+    .fetch_one(conn)
+    .await
+}

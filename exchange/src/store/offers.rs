@@ -1,0 +1,285 @@
+//! Offers (asks) and what the allocator needs to know about them.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use pcx_capacity_reservation::allocation::{Held, ReservationRole};
+use pcx_capacity_reservation::pricing::PriceTier;
+use pcx_domain::{AccountId, Money, ProofClass, ProofSystem};
+
+/// An offer as stored.
+#[derive(Debug, Clone)]
+pub struct OfferRow {
+    /// Id.
+    pub id: i64,
+    /// The prover.
+    pub prover_id: AccountId,
+    /// What it proves.
+    pub class: ProofClass,
+    /// Window start.
+    pub window_start: DateTime<Utc>,
+    /// Window end.
+    pub window_end: DateTime<Utc>,
+    /// Capacity.
+    pub proofs_per_hour: u32,
+    /// Base price.
+    pub price_per_proof: Money,
+    /// Volume tiers.
+    pub tiers: Vec<PriceTier>,
+    /// `active` or `cancelled`.
+    pub status: String,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A new offer.
+#[derive(Debug, Clone)]
+pub struct NewOffer<'a> {
+    /// The prover.
+    pub prover_id: AccountId,
+    /// What it proves.
+    pub class: &'a ProofClass,
+    /// Window start.
+    pub window_start: DateTime<Utc>,
+    /// Window end.
+    pub window_end: DateTime<Utc>,
+    /// Capacity.
+    pub proofs_per_hour: u32,
+    /// Base price.
+    pub price_per_proof: Money,
+    /// Tiers.
+    pub tiers: &'a [PriceTier],
+}
+
+const COLUMNS: &str = "id, prover_id, system, circuit, size_log2, deadline_secs, window_start, window_end, \
+                       proofs_per_hour, price_per_proof, tiers, status, created_at";
+
+#[derive(sqlx::FromRow)]
+struct RawOffer {
+    id: i64,
+    prover_id: Uuid,
+    system: String,
+    circuit: String,
+    size_log2: i16,
+    deadline_secs: i32,
+    window_start: DateTime<Utc>,
+    window_end: DateTime<Utc>,
+    proofs_per_hour: i32,
+    price_per_proof: Decimal,
+    tiers: serde_json::Value,
+    status: String,
+    created_at: DateTime<Utc>,
+}
+
+fn decode_error(what: &str) -> sqlx::Error {
+    sqlx::Error::Decode(format!("stored offer has an invalid {what}").into())
+}
+
+impl TryFrom<RawOffer> for OfferRow {
+    type Error = sqlx::Error;
+    fn try_from(raw: RawOffer) -> Result<Self, Self::Error> {
+        let system: ProofSystem =
+            serde_json::from_value(serde_json::Value::String(raw.system)).map_err(|_| decode_error("system"))?;
+        Ok(OfferRow {
+            id: raw.id,
+            prover_id: AccountId(raw.prover_id),
+            class: ProofClass {
+                system,
+                circuit: raw.circuit,
+                size_log2: u8::try_from(raw.size_log2).map_err(|_| decode_error("size"))?,
+                deadline_secs: u32::try_from(raw.deadline_secs).map_err(|_| decode_error("deadline"))?,
+            },
+            window_start: raw.window_start,
+            window_end: raw.window_end,
+            proofs_per_hour: u32::try_from(raw.proofs_per_hour).map_err(|_| decode_error("capacity"))?,
+            price_per_proof: Money::from_decimal(raw.price_per_proof).map_err(|_| decode_error("price"))?,
+            tiers: serde_json::from_value(raw.tiers).map_err(|_| decode_error("tiers"))?,
+            status: raw.status,
+            created_at: raw.created_at,
+        })
+    }
+}
+
+/// The stable name of a proof system, as stored.
+pub fn system_name(system: ProofSystem) -> String {
+    match serde_json::to_value(system) {
+        Ok(serde_json::Value::String(name)) => name,
+        _ => String::new(),
+    }
+}
+
+/// Stores a new offer.
+pub async fn insert(conn: &mut PgConnection, offer: &NewOffer<'_>) -> Result<OfferRow, sqlx::Error> {
+    let raw: RawOffer = sqlx::query_as(&format!(
+        "INSERT INTO offers (prover_id, system, circuit, size_log2, deadline_secs, window_start, window_end,
+                             proofs_per_hour, price_per_proof, tiers)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {COLUMNS}"
+    ))
+    .bind(offer.prover_id.0)
+    .bind(system_name(offer.class.system))
+    .bind(&offer.class.circuit)
+    .bind(i16::from(offer.class.size_log2))
+    .bind(i32::try_from(offer.class.deadline_secs).unwrap_or(i32::MAX))
+    .bind(offer.window_start)
+    .bind(offer.window_end)
+    .bind(i32::try_from(offer.proofs_per_hour).unwrap_or(i32::MAX))
+    .bind(offer.price_per_proof.as_decimal())
+    .bind(serde_json::to_value(offer.tiers).unwrap_or_default())
+    .fetch_one(conn)
+    .await?;
+    raw.try_into()
+}
+
+/// One offer, locked for update when `lock`.
+pub async fn get(conn: &mut PgConnection, id: i64, lock: bool) -> Result<Option<OfferRow>, sqlx::Error> {
+    let suffix = if lock { " FOR UPDATE" } else { "" };
+    let raw: Option<RawOffer> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM offers WHERE id = $1{suffix}"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    raw.map(TryInto::try_into).transpose()
+}
+
+/// Marks an offer cancelled.
+pub async fn cancel(conn: &mut PgConnection, id: i64, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE offers SET status = 'cancelled', cancelled_at = $2 WHERE id = $1 AND status = 'active'")
+        .bind(id)
+        .bind(at)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Filter of the public book.
+#[derive(Debug, Clone, Default)]
+pub struct BookFilter {
+    /// Proof system.
+    pub system: Option<ProofSystem>,
+    /// Circuit.
+    pub circuit: Option<String>,
+    /// Size.
+    pub size_log2: Option<u8>,
+    /// Deadline.
+    pub deadline_secs: Option<u32>,
+    /// Prover.
+    pub prover_id: Option<AccountId>,
+}
+
+/// Active offers whose window has not ended, cheapest first.
+pub async fn book(
+    conn: &mut PgConnection,
+    filter: &BookFilter,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<OfferRow>, sqlx::Error> {
+    let raws: Vec<RawOffer> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM offers
+          WHERE status = 'active' AND window_end > $1
+            AND ($2::text IS NULL OR system = $2)
+            AND ($3::text IS NULL OR circuit = $3)
+            AND ($4::smallint IS NULL OR size_log2 = $4)
+            AND ($5::integer IS NULL OR deadline_secs = $5)
+            AND ($6::uuid IS NULL OR prover_id = $6)
+          ORDER BY price_per_proof, id
+          LIMIT $7"
+    ))
+    .bind(now)
+    .bind(filter.system.map(system_name))
+    .bind(filter.circuit.as_deref())
+    .bind(filter.size_log2.map(i16::from))
+    .bind(filter.deadline_secs.map(|d| i32::try_from(d).unwrap_or(i32::MAX)))
+    .bind(filter.prover_id.map(|p| p.0))
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    raws.into_iter().map(TryInto::try_into).collect()
+}
+
+/// Active offers of the same system and circuit that can serve `class` (size at least, deadline at
+/// most) and whose window overlaps `[from, to)`.
+pub async fn candidates(
+    conn: &mut PgConnection,
+    class: &ProofClass,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<OfferRow>, sqlx::Error> {
+    let raws: Vec<RawOffer> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM offers
+          WHERE status = 'active' AND system = $1 AND circuit = $2 AND size_log2 >= $3 AND deadline_secs <= $4
+            AND window_start < $6 AND window_end > $5
+          ORDER BY id"
+    ))
+    .bind(system_name(class.system))
+    .bind(&class.circuit)
+    .bind(i16::from(class.size_log2))
+    .bind(i32::try_from(class.deadline_secs).unwrap_or(i32::MAX))
+    .bind(from)
+    .bind(to)
+    .fetch_all(conn)
+    .await?;
+    raws.into_iter().map(TryInto::try_into).collect()
+}
+
+/// Reservations on `offers` overlapping `[from, to)`, per offer.
+pub async fn held(
+    conn: &mut PgConnection,
+    offers: &[i64],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<(i64, Held)>, sqlx::Error> {
+    type Raw = (i64, String, DateTime<Utc>, DateTime<Utc>, i32);
+    let rows: Vec<Raw> = sqlx::query_as(
+        "SELECT offer_id, role, starts_at, ends_at, units_per_hour FROM reservations
+          WHERE offer_id = ANY($1) AND ends_at > $2 AND starts_at < $3",
+    )
+    .bind(offers)
+    .bind(from)
+    .bind(to)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(offer, role, starts_at, ends_at, units)| {
+            let role = if role == "primary" { ReservationRole::Primary } else { ReservationRole::Backup };
+            (offer, Held { role, starts_at, ends_at, units_per_hour: u32::try_from(units).unwrap_or(0) })
+        })
+        .collect())
+}
+
+/// Reputation scores (0..=1) of `provers` for a system and circuit: `(delivered + 1) / (delivered + missed + 2)`.
+pub async fn reputations(
+    conn: &mut PgConnection,
+    provers: &[Uuid],
+    class: &ProofClass,
+) -> Result<Vec<(Uuid, Decimal)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT p.id, (coalesce(r.delivered, 0) + 1)::numeric / (coalesce(r.delivered, 0) + coalesce(r.missed, 0) + 2)
+           FROM unnest($1::uuid[]) AS p (id)
+           LEFT JOIN prover_reputation r ON r.prover_id = p.id AND r.system = $2 AND r.circuit = $3",
+    )
+    .bind(provers)
+    .bind(system_name(class.system))
+    .bind(&class.circuit)
+    .fetch_all(conn)
+    .await
+}
+
+/// Sum of `price x proofs_per_hour` over a prover's active offers overlapping `[from, to)`.
+pub async fn hourly_exposure(
+    conn: &mut PgConnection,
+    prover: AccountId,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Decimal, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT coalesce(sum(price_per_proof * proofs_per_hour), 0) FROM offers
+          WHERE prover_id = $1 AND status = 'active' AND window_start < $3 AND window_end > $2",
+    )
+    .bind(prover.0)
+    .bind(from)
+    .bind(to)
+    .fetch_one(conn)
+    .await
+}
