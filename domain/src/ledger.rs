@@ -120,6 +120,16 @@ pub enum EntryKind {
     Unstake,
     /// A buyer's funds locked for upcoming slots: `available -> escrow`.
     EscrowLock,
+    /// A settled slot's payment: `buyer.escrow -> prover.available + fees`.
+    SlotPayment,
+    /// A failed job's slash: `prover.bonded -> buyer.available + insurance`.
+    Slash,
+    /// A missed slot's refund: `buyer.escrow -> buyer.available`.
+    Refund,
+    /// The step-in bonus of a backup that delivered: `insurance -> prover.available`.
+    StepInBonus,
+    /// Escrow left over when a contract completes: `escrow -> available`.
+    EscrowRelease,
 }
 
 impl EntryKind {
@@ -131,14 +141,30 @@ impl EntryKind {
             EntryKind::Stake => "stake",
             EntryKind::Unstake => "unstake",
             EntryKind::EscrowLock => "escrow_lock",
+            EntryKind::SlotPayment => "slot_payment",
+            EntryKind::Slash => "slash",
+            EntryKind::Refund => "refund",
+            EntryKind::StepInBonus => "step_in_bonus",
+            EntryKind::EscrowRelease => "escrow_release",
         }
     }
 
     /// Parses the stored name back.
     pub fn parse(s: &str) -> Option<Self> {
-        [EntryKind::Deposit, EntryKind::Withdrawal, EntryKind::Stake, EntryKind::Unstake, EntryKind::EscrowLock]
-            .into_iter()
-            .find(|k| k.as_str() == s)
+        [
+            EntryKind::Deposit,
+            EntryKind::Withdrawal,
+            EntryKind::Stake,
+            EntryKind::Unstake,
+            EntryKind::EscrowLock,
+            EntryKind::SlotPayment,
+            EntryKind::Slash,
+            EntryKind::Refund,
+            EntryKind::StepInBonus,
+            EntryKind::EscrowRelease,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
     }
 }
 
@@ -194,6 +220,21 @@ impl JournalEntry {
             return Err(LedgerError::Unbalanced(sum));
         }
         Ok(Self { kind, reference: reference.into(), postings })
+    }
+
+    /// Builds an entry from `(account, amount)` pairs, leaving out zero amounts (a fee of 0, a share
+    /// of 0), then checking the rest as [`JournalEntry::new`] does.
+    pub fn from_nonzero(
+        kind: EntryKind,
+        reference: impl Into<String>,
+        postings: impl IntoIterator<Item = (LedgerAccount, Money)>,
+    ) -> Result<Self, LedgerError> {
+        let postings = postings
+            .into_iter()
+            .filter(|(_, amount)| *amount != Money::ZERO)
+            .map(|(account, amount)| Posting { account, amount })
+            .collect();
+        Self::new(kind, reference, postings)
     }
 
     /// Moves a positive `amount` from one account to another.

@@ -9,19 +9,16 @@
 //! - `pcx bench contracts`: quote + accept of a one-year hourly contract with one backup across 50
 //!   provers with random asks: latency percentiles and rows stored per contract.
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::{DurationRound, Utc};
 use rand::Rng;
-use serde_json::{json, Value};
-use sqlx::postgres::PgPoolOptions;
+use serde_json::json;
 use sqlx::PgPool;
-use tokio::net::TcpListener;
 
-use crate::config::{ServeConfig, Settings};
-use crate::{app, db, run, AppState};
+use crate::config::ServeConfig;
+use crate::inprocess::{with_scratch_database, Served};
 
 /// Options of `pcx bench ledger`.
 #[derive(Debug, Clone, clap::Args)]
@@ -87,104 +84,13 @@ fn micros_since(t: Instant) -> u64 {
     u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
-/// Runs `work` against a scratch database (created, migrated, dropped afterwards).
-async fn with_scratch_database<T, F, Fut>(config: &ServeConfig, connections: u32, work: F) -> anyhow::Result<T>
-where
-    F: FnOnce(PgPool, String) -> Fut,
-    Fut: Future<Output = anyhow::Result<T>>,
-{
-    let database = db::Database::open(&config.db).await?;
-    let scratch = format!("pcx_bench_{}", std::process::id());
-    sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS \"{scratch}\"")).execute(&database.pool).await?;
-    sqlx::raw_sql(&format!("CREATE DATABASE \"{scratch}\"")).execute(&database.pool).await?;
-    let options = database.pool.connect_options().as_ref().clone().database(&scratch);
-    let pool = PgPoolOptions::new()
-        .max_connections(connections)
-        .connect_with(options)
-        .await
-        .context("connecting to the scratch database")?;
-    db::MIGRATOR.run(&pool).await?;
-    let outcome = work(pool.clone(), database.description.clone()).await;
-    pool.close().await;
-    sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS \"{scratch}\"")).execute(&database.pool).await.ok();
-    database.close().await;
-    outcome
-}
-
-/// The application served on 127.0.0.1:0 over `pool`, with an HTTP client and an admin token.
-struct Served {
-    base: String,
-    http: reqwest::Client,
-    admin: String,
-    stop: tokio::sync::oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-impl Served {
-    async fn start(pool: &PgPool, config: &ServeConfig, idle_connections: usize) -> anyhow::Result<Served> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let mut config = config.clone();
-        let admin_key = crate::auth::generate_api_key();
-        config.admin_api_key = Some(admin_key.clone());
-        let state = AppState::new(pool.clone(), &config, Settings::from_config(&config, addr)?).await?;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(run(listener, app(state), async {
-            let _ = stopped.await;
-        }));
-        let base = format!("http://{addr}");
-        let http = reqwest::Client::builder().pool_max_idle_per_host(idle_connections).build()?;
-        let admin = token(&http, &base, &admin_key).await?;
-        Ok(Served { base, http, admin, stop, server })
-    }
-
-    async fn post(&self, path: &str, bearer: Option<&str>, body: Value) -> anyhow::Result<Value> {
-        let mut request = self.http.post(format!("{}{path}", self.base)).json(&body);
-        if let Some(bearer) = bearer {
-            request = request.bearer_auth(bearer);
-        }
-        let response = request.send().await?;
-        let status = response.status();
-        let body: Value = response.json().await?;
-        anyhow::ensure!(status.is_success(), "POST {path} answered {status}: {body}");
-        Ok(body)
-    }
-
-    /// Registers an account, credits `deposit`, and returns (account id, token).
-    async fn account(&self, name: &str, role: &str, deposit: &str) -> anyhow::Result<(String, String)> {
-        let account = self.post("/v1/accounts", None, json!({"name": name, "role": role})).await?;
-        let id = account["account_id"].as_str().context("account_id")?.to_owned();
-        self.post("/v1/admin/deposits", Some(&self.admin), json!({"account_id": id, "amount": deposit})).await?;
-        let key = account["api_key"].as_str().context("api_key")?;
-        Ok((id, token(&self.http, &self.base, key).await?))
-    }
-
-    async fn stop(self) -> anyhow::Result<()> {
-        let _ = self.stop.send(());
-        self.server.await??;
-        Ok(())
-    }
-}
-
-async fn token(http: &reqwest::Client, base: &str, api_key: &str) -> anyhow::Result<String> {
-    let reply: Value = http
-        .post(format!("{base}/v1/auth/token"))
-        .json(&json!({"api_key": api_key}))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    Ok(reply["token"].as_str().context("token")?.to_owned())
-}
-
 /// `pcx bench ledger` (see the module docs).
 pub async fn ledger(args: LedgerBenchArgs) -> anyhow::Result<()> {
     let clients = args.clients.max(1);
     let duration = Duration::from_secs(args.seconds.max(1));
     let connections = u32::try_from(clients).unwrap_or(64).saturating_add(4);
     let serve = args.serve.clone();
-    let (api, bare) = with_scratch_database(&args.serve, connections, |pool, description| async move {
+    let (api, bare) = with_scratch_database(&args.serve, "pcx_bench", connections, |pool, description| async move {
         println!("pcx bench ledger: {clients} concurrent clients, {}s per side, database {description}", duration.as_secs());
         let api = api_side(&pool, &serve, clients, duration).await?;
         let bare = bare_side(&pool, clients, duration).await?;
@@ -266,7 +172,7 @@ pub async fn contracts(args: ContractsBenchArgs) -> anyhow::Result<()> {
     let provers = args.provers.max(2);
     let contracts = args.contracts.max(1);
     let serve = args.serve.clone();
-    with_scratch_database(&args.serve, 16, |pool, description| async move {
+    with_scratch_database(&args.serve, "pcx_bench", 16, |pool, description| async move {
         println!("pcx bench contracts: {provers} provers with random asks, {contracts} one-year hourly contracts with one backup, database {description}");
         let served = Served::start(&pool, &serve, 4).await?;
         let start = Utc::now().duration_trunc(chrono::Duration::hours(1))? + chrono::Duration::hours(1);

@@ -24,6 +24,12 @@
 //! | exchange fee | `PCX_FEE_BPS` | `100` |
 //! | quote lifetime | `PCX_QUOTE_TTL_SECS` | `60` |
 //! | discount schedule (JSON) | `PCX_DISCOUNTS` | built-in default |
+//! | settlement scheduler period | `PCX_SETTLEMENT_TICK_MS` | `1000` |
+//! | slot materialisation horizon | `PCX_SLOT_HORIZON_SECS` | `172800` |
+//! | ack timeout of a job | `PCX_ACK_TIMEOUT_SECS` | `30` |
+//! | lease of a claimed job | `PCX_LEASE_SECS` | `300` |
+//! | invalid-proof slash factor | `PCX_INVALID_SLASH_FACTOR` | `2` |
+//! | Groth16 keys directory | `PCX_KEYS_DIR` | the prover agent's default (`$PCX_DATA_DIR/keys`, else `~/.cache/pcx/keys`) |
 //! | log filter | `PCX_LOG` | `info,sqlx=warn` |
 
 use std::net::SocketAddr;
@@ -120,6 +126,73 @@ pub struct ServeConfig {
     /// Market rules: fees, windows, slashing, discounts.
     #[command(flatten)]
     pub market: MarketConfig,
+
+    /// Settlement timings.
+    #[command(flatten)]
+    pub settlement: SettlementConfig,
+}
+
+/// Settlement timings and where verifying keys live.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SettlementConfig {
+    /// How often the settlement scheduler runs, in milliseconds.
+    #[arg(long, env = "PCX_SETTLEMENT_TICK_MS", default_value_t = 1000)]
+    pub tick_ms: u64,
+
+    /// Slots are materialised this far ahead, in seconds (at least the escrow window).
+    #[arg(long, env = "PCX_SLOT_HORIZON_SECS", default_value_t = 172_800)]
+    pub horizon_secs: u32,
+
+    /// A job not claimed within this many seconds fails (`ack_timeout`) and goes to the next prover.
+    #[arg(long, env = "PCX_ACK_TIMEOUT_SECS", default_value_t = 30)]
+    pub ack_timeout_secs: u32,
+
+    /// A claimed job must be proved within this lease, in seconds (never past the slot's deadline).
+    #[arg(long, env = "PCX_LEASE_SECS", default_value_t = 300)]
+    pub lease_secs: u32,
+
+    /// An invalid proof slashes this many times the slash of a miss.
+    #[arg(long, env = "PCX_INVALID_SLASH_FACTOR", default_value = "2")]
+    pub invalid_slash_factor: rust_decimal::Decimal,
+
+    /// Directory of the Groth16 keys (deterministic development keys are generated there if absent).
+    #[arg(long, env = "PCX_KEYS_DIR")]
+    pub keys_dir: Option<PathBuf>,
+}
+
+/// Settlement timings, resolved.
+#[derive(Debug, Clone)]
+pub struct SettlementSettings {
+    /// Scheduler period.
+    pub tick: std::time::Duration,
+    /// Materialisation horizon.
+    pub horizon: chrono::Duration,
+    /// Ack timeout.
+    pub ack_timeout: chrono::Duration,
+    /// Lease.
+    pub lease: chrono::Duration,
+    /// Invalid-proof slash factor.
+    pub invalid_slash_factor: rust_decimal::Decimal,
+}
+
+impl SettlementConfig {
+    /// Checks and resolves the settlement settings.
+    pub fn resolve(&self, market: &MarketSettings) -> anyhow::Result<SettlementSettings> {
+        anyhow::ensure!(self.invalid_slash_factor >= rust_decimal::Decimal::ONE, "PCX_INVALID_SLASH_FACTOR must be at least 1");
+        let secs = |s: u32| chrono::Duration::seconds(i64::from(s.max(1)));
+        Ok(SettlementSettings {
+            tick: std::time::Duration::from_millis(self.tick_ms.max(10)),
+            horizon: secs(self.horizon_secs).max(market.escrow_window),
+            ack_timeout: secs(self.ack_timeout_secs),
+            lease: secs(self.lease_secs),
+            invalid_slash_factor: self.invalid_slash_factor,
+        })
+    }
+
+    /// The keys directory: `PCX_KEYS_DIR`, else the prover agent's default.
+    pub fn resolved_keys_dir(&self) -> PathBuf {
+        self.keys_dir.clone().unwrap_or_else(pcx_prover_pool::agent::default_keys_dir)
+    }
 }
 
 /// Market rules.
@@ -207,11 +280,14 @@ pub struct Settings {
     pub min_cadence_secs: u32,
     /// Market rules.
     pub market: MarketSettings,
+    /// Settlement timings.
+    pub settlement: SettlementSettings,
 }
 
 impl Settings {
     /// Resolves the settings; `bound` is the address actually listened on (port 0 resolved).
     pub fn from_config(config: &ServeConfig, bound: SocketAddr) -> anyhow::Result<Self> {
+        let market = config.market.resolve()?;
         Ok(Self {
             token_ttl: chrono::Duration::seconds(i64::from(config.token_ttl_secs.max(1))),
             nonce_ttl: chrono::Duration::seconds(i64::from(config.nonce_ttl_secs.max(1))),
@@ -222,7 +298,8 @@ impl Settings {
                 .trim_end_matches('/')
                 .to_owned(),
             min_cadence_secs: config.min_cadence_secs,
-            market: config.market.resolve()?,
+            settlement: config.settlement.resolve(&market)?,
+            market,
         })
     }
 }

@@ -81,6 +81,12 @@ pub enum ErrorCode {
     QuoteExpired,
     /// 409: the quote was already accepted.
     QuoteAlreadyAccepted,
+    /// 409: the job is no longer the caller's (lease expired, slot settled).
+    LeaseLost,
+    /// 409: the slot is already open; inputs must come before it opens.
+    SlotAlreadyOpen,
+    /// 409: the slot has no proof (not delivered).
+    SlotNotDelivered,
     /// 503: the database does not answer.
     Unavailable,
     /// 500: an internal failure, logged with an incident id.
@@ -89,7 +95,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for the documentation table and its test.
-    pub const ALL: [ErrorCode; 36] = [
+    pub const ALL: [ErrorCode; 39] = [
         ErrorCode::MalformedJson,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::PayloadTooLarge,
@@ -124,6 +130,9 @@ impl ErrorCode {
         ErrorCode::CapacityGone,
         ErrorCode::QuoteExpired,
         ErrorCode::QuoteAlreadyAccepted,
+        ErrorCode::LeaseLost,
+        ErrorCode::SlotAlreadyOpen,
+        ErrorCode::SlotNotDelivered,
         ErrorCode::Unavailable,
         ErrorCode::Internal,
     ];
@@ -166,6 +175,9 @@ impl ErrorCode {
             CapacityGone => ("capacity_gone", StatusCode::CONFLICT),
             QuoteExpired => ("quote_expired", StatusCode::CONFLICT),
             QuoteAlreadyAccepted => ("quote_already_accepted", StatusCode::CONFLICT),
+            LeaseLost => ("lease_lost", StatusCode::CONFLICT),
+            SlotAlreadyOpen => ("slot_already_open", StatusCode::CONFLICT),
+            SlotNotDelivered => ("slot_not_delivered", StatusCode::CONFLICT),
             Unavailable => ("unavailable", StatusCode::SERVICE_UNAVAILABLE),
             Internal => ("internal", StatusCode::INTERNAL_SERVER_ERROR),
         }
@@ -262,6 +274,11 @@ impl IntoResponse for ApiError {
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
         match err {
+            // Deadlock or serialisation failure: nothing was written; the same request may be retried.
+            sqlx::Error::Database(ref db) if matches!(db.code().as_deref(), Some("40P01" | "40001")) => {
+                tracing::warn!(error = %err, "transaction aborted by a concurrent one");
+                ApiError::new(ErrorCode::Unavailable, "a concurrent change got in the way; retry the request")
+            }
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
                 tracing::error!(error = %err, "database unavailable");
                 ApiError::new(ErrorCode::Unavailable, "the database is unavailable; retry shortly")

@@ -9,7 +9,8 @@
 //! - [`store`]: SQL only.
 //! - [`routes`]: thin HTTP handlers and the OpenAPI document.
 //! - [`extract`], [`error`], [`idempotency`], [`metrics`], [`validate`]: HTTP plumbing.
-//! - [`bench`]: the `pcx bench` programs.
+//! - [`bench`]: the `pcx bench` programs; [`demo`]: `pcx demo`; [`inprocess`]: the exchange run
+//!   inside those programs.
 //!
 //! # Entry points
 //! [`app`] builds the router for a state; [`run`] serves it on a listener until a shutdown signal,
@@ -19,9 +20,11 @@ pub mod auth;
 pub mod bench;
 pub mod config;
 pub mod db;
+pub mod demo;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
+pub mod inprocess;
 pub mod metrics;
 pub mod routes;
 pub mod service;
@@ -56,6 +59,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Request metrics.
     pub metrics: Arc<Metrics>,
+    /// Groth16 keys, for verifying delivered proofs.
+    pub keys: Arc<pcx_prover_pool::keys::KeyStore>,
 }
 
 impl AppState {
@@ -89,6 +94,7 @@ impl AppState {
             admin_key_hash: Arc::new(auth::hash_api_key(&admin_key)),
             settings: Arc::new(settings),
             metrics: Arc::new(Metrics::default()),
+            keys: Arc::new(pcx_prover_pool::keys::KeyStore::new(config.settlement.resolved_keys_dir())),
         })
     }
 }
@@ -153,7 +159,11 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let settings = Settings::from_config(&config, bound)?;
     let state = AppState::new(database.pool.clone(), &config, settings).await?;
     tracing::info!(address = %bound, docs = %format!("http://{bound}/docs"), "pcx exchange listening");
+    let (stop_scheduler, scheduler_stopped) = tokio::sync::watch::channel(false);
+    let scheduler = tokio::spawn(service::settlement::run_scheduler(state.clone(), scheduler_stopped));
     let served = run(listener, app(state), shutdown_signal()).await;
+    let _ = stop_scheduler.send(true);
+    let _ = scheduler.await;
     database.close().await;
     tracing::info!("pcx exchange stopped");
     served.context("serving HTTP")

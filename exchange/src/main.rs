@@ -21,6 +21,11 @@ enum Command {
     Migrate(DbConfig),
     /// Print the OpenAPI document (JSON) of the HTTP API.
     Openapi,
+    /// Run a prover agent next to your GPUs/CPUs, or benchmark this machine (`pcx prover bench`).
+    Prover(pcx_prover_pool::agent::ProverCli),
+    /// Run the whole market on this machine for a few minutes: exchange, three prover agents (one
+    /// missing on purpose) and a buyer; prints live progress and a summary.
+    Demo(pcx_exchange::demo::DemoArgs),
     /// Benchmarks that print figures.
     Bench {
         #[command(subcommand)]
@@ -56,7 +61,7 @@ fn main() -> std::process::ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async {
+    let outcome = runtime.block_on(async {
         match cli.command {
             Command::Serve(config) => pcx_exchange::serve(config).await,
             Command::Migrate(config) => {
@@ -65,6 +70,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 database.close().await;
                 Ok(())
             }
+            Command::Prover(cli) => pcx_prover_pool::agent::main(cli).await,
+            Command::Demo(args) => pcx_exchange::demo::run(args).await,
             Command::Openapi => {
                 println!("{}", pcx_exchange::routes::openapi().to_pretty_json()?);
                 Ok(())
@@ -72,5 +79,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Bench { which: BenchCommand::Ledger(args) } => pcx_exchange::bench::ledger(args).await,
             Command::Bench { which: BenchCommand::Contracts(args) } => pcx_exchange::bench::contracts(args).await,
         }
-    })
+    });
+    // A proof abandoned at shutdown keeps its blocking thread busy; don't wait for it forever.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    outcome
 }

@@ -5,46 +5,11 @@
 
 mod common;
 
-use chrono::{DateTime, Duration, DurationRound, Utc};
-use common::{serve_config, spawn_app, spawn_app_with, TestApp};
+use chrono::{DateTime, Utc};
+use common::{class, hour, offer, prover, rfc, serve_config, spawn_app, spawn_app_with};
 use serde_json::{json, Value};
 
-fn class(size_log2: u8) -> Value {
-    json!({"system": "groth16-bn254", "circuit": "hash-chain", "size_log2": size_log2, "deadline_secs": 600})
-}
-
-/// The next whole hour, plus `hours`.
-fn hour(hours: i64) -> DateTime<Utc> {
-    Utc::now().duration_trunc(Duration::hours(1)).unwrap() + Duration::hours(1 + hours)
-}
-
-fn rfc(t: DateTime<Utc>) -> String {
-    t.to_rfc3339()
-}
-
-/// A prover with `stake` bonded; returns (account_id, token).
-async fn prover(app: &TestApp, name: &str, stake: &str) -> (String, String) {
-    let (id, token) = app.account(name, "prover").await;
-    app.deposit(&id, stake).await;
-    let r = app.post("/v1/provers/stake", Some(&token), json!({"amount": stake})).await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    (id, token)
-}
-
-async fn offer(app: &TestApp, token: &str, price: &str, pph: u32, days: i64) -> Value {
-    let r = app
-        .post(
-            "/v1/offers",
-            Some(token),
-            json!({"proof_class": class(14), "window_start": rfc(hour(-1)), "window_end": rfc(hour(days * 24 + 24)),
-                   "proofs_per_hour": pph, "price_per_proof": price}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    r.body
-}
-
-async fn quote(app: &TestApp, token: &str, days: i64, every: u32, redundancy: u8) -> common::Reply {
+async fn quote(app: &common::Client, token: &str, days: i64, every: u32, redundancy: u8) -> common::Reply {
     app.post(
         "/v1/quotes",
         Some(token),

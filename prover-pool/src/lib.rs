@@ -1,7 +1,29 @@
-//! The prover pool: the built-in circuit registry, and (with the settlement and GPU issues) the
-//! Groth16 prover with its MSM backends and the `pcx prover` agent.
+//! The prover pool: the built-in circuit registry, the `hash-chain` circuit and its Groth16
+//! prover with pluggable MSM backends, key management, the proof wire encoding and the prover
+//! benchmark (and, with the settlement and GPU issues, the `pcx prover` agent).
 //!
 //! # Layout
 //! - [`registry`]: the circuits and sizes the exchange trades; used by offers, quotes and settlement.
+//! - [`hash_chain`]: the `hash-chain` circuit (R1CS, 2^k - 3 squaring rounds) and its native output.
+//! - [`field`]: BN254 scalar field elements as strict decimal text (public inputs in the API).
+//! - [`msm`]: the [`msm::MsmBackend`] trait every prover MSM goes through, the CPU backend and a
+//!   counting diagnostics wrapper.
+//! - [`keys`]: Groth16 keys per size from files, or deterministic DEVELOPMENT keys generated and
+//!   cached there (not for production).
+//! - [`groth16`]: our Groth16 prover over the MSM backend, ark-groth16's verifier, and the
+//!   `prove_hash_chain` / `verify_hash_chain` conveniences.
+//! - [`encoding`]: the wire encoding of proofs (0x + hex of 128 compressed bytes) and their decimal
+//!   affine coordinates.
+//! - [`bench`](mod@bench): timing proofs per size for `pcx prover bench`.
+//! - [`agent`]: the `pcx prover` agent (claims slot jobs, proves, submits; retries, shutdown) and
+//!   the `pcx prover bench` command.
 
+pub mod agent;
+pub mod bench;
+pub mod encoding;
+pub mod field;
+pub mod groth16;
+pub mod hash_chain;
+pub mod keys;
+pub mod msm;
 pub mod registry;

@@ -1,5 +1,16 @@
-//! Settlement: lazy slot materialisation, dispatch of jobs to prover agents, proof verification,
-//! payment, slashing with failover to backups, and reputation.
+//! Settlement rules: the life cycle of a slot, who is asked to prove it next, and how money moves
+//! when it is delivered, missed or unused. Pure logic: the exchange runs it in database
+//! transactions (see `exchange/src/service/settlement.rs`).
 //!
-//! Not built yet: this crate is filled by the settlement issue. It exists now so that the workspace
-//! has its final shape and dependencies point the right way (towards `pcx-domain`).
+//! # Layout
+//! - [`lifecycle`]: slot and job states, failure reasons (machine-readable codes), failover order.
+//! - [`money`]: the payment of a delivered slot and the split of a slash.
+//!
+//! # Invariants
+//! - A slot ends in exactly one final state (`delivered`, `missed`, `unused`, `cancelled`).
+//! - Every movement computed here is balanced and never takes more than is there: a slash is capped
+//!   by the prover's bonded stake, shares add up to the slashed amount exactly.
+#![deny(clippy::float_arithmetic)]
+
+pub mod lifecycle;
+pub mod money;

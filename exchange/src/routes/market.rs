@@ -17,7 +17,7 @@ use crate::error::{ApiError, ApiResult, ErrorCode, ErrorEnvelope};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, IdempotencyKey};
 use crate::idempotency::{self, JsonReply};
 use crate::routes::funds::BalancesResponse;
-use crate::service::contracts::{self, ContractView, QuoteRequest, QuoteView, Reader, SlotView};
+use crate::service::contracts::{self, ContractView, ProofView, QuoteRequest, QuoteView, Reader, SlotInputView, SlotView};
 use crate::service::offers::{self, OfferInput, OfferView};
 use crate::service::provers;
 use crate::store;
@@ -338,7 +338,108 @@ pub async fn list_slots(
     let from = q.from.unwrap_or(0);
     let mut conn = state.db.acquire().await?;
     let contract = contracts::get(&mut conn, reader(&caller), id).await?;
-    let slots = contracts::slots(&contract, from, limit);
+    let slots = contracts::slots(&mut conn, &contract, from, limit).await?;
     let next = from.saturating_add(limit);
     Ok(Json(SlotsResponse { slots, next_from: (next < contract.slot_count).then_some(next) }))
+}
+
+/// A slot's input.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SlotInputRequest {
+    /// hash-chain: the seed, one BN254 scalar field element as a decimal string.
+    #[schema(example = "12345678901234567890")]
+    pub public_input: String,
+}
+
+/// Posts or replaces the public input of a slot before it opens (buyer only).
+#[utoipa::path(put, path = "/v1/contracts/{id}/slots/{n}/input", tag = "market", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Contract id"), ("n" = u64, Path, description = "Slot number")),
+    request_body = SlotInputRequest,
+    responses((status = 200, body = SlotInputView), (status = 404, body = ErrorEnvelope),
+              (status = 409, body = ErrorEnvelope, description = "slot_already_open"), (status = 422, body = ErrorEnvelope)))]
+pub async fn put_slot_input(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((id, n)): ApiPath<(Uuid, u64)>,
+    ApiJson(req): ApiJson<SlotInputRequest>,
+) -> ApiResult<Json<SlotInputView>> {
+    let buyer = caller.account_with_role(Role::Buyer)?;
+    let mut tx = state.db.begin().await?;
+    let view = contracts::put_input(&mut tx, buyer, id, n, &req.public_input, Utc::now()).await?;
+    tx.commit().await?;
+    Ok(Json(view))
+}
+
+/// The verified proof of a delivered slot, with its public inputs.
+#[utoipa::path(get, path = "/v1/contracts/{id}/slots/{n}/proof", tag = "market", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Contract id"), ("n" = u64, Path, description = "Slot number")),
+    responses((status = 200, body = ProofView), (status = 404, body = ErrorEnvelope),
+              (status = 409, body = ErrorEnvelope, description = "slot_not_delivered")))]
+pub async fn get_slot_proof(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((id, n)): ApiPath<(Uuid, u64)>,
+) -> ApiResult<Json<ProofView>> {
+    let mut conn = state.db.acquire().await?;
+    Ok(Json(contracts::proof(&mut conn, reader(&caller), id, n).await?))
+}
+
+/// A prover's track record for one circuit.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReputationView {
+    /// Proof system.
+    pub system: String,
+    /// Circuit.
+    pub circuit: String,
+    /// Jobs delivered.
+    pub delivered: i64,
+    /// Jobs failed (missed, released, invalid).
+    pub missed: i64,
+    /// delivered / (delivered + missed), as a decimal string; absent without history.
+    pub on_time_ratio: Option<String>,
+    /// The score matching uses: (delivered + 1) / (delivered + missed + 2).
+    pub score: String,
+    /// Median seconds from slot opening to verified proof.
+    pub latency_p50_secs: Option<f64>,
+    /// 95th percentile of the same.
+    pub latency_p95_secs: Option<f64>,
+}
+
+/// A prover's reputation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReputationResponse {
+    /// The prover.
+    pub prover_id: AccountId,
+    /// Per circuit.
+    pub classes: Vec<ReputationView>,
+}
+
+/// A prover's public track record: deliveries, misses, score and latency per circuit.
+#[utoipa::path(get, path = "/v1/provers/{id}/reputation", tag = "provers",
+    params(("id" = Uuid, Path, description = "Prover account id")),
+    responses((status = 200, body = ReputationResponse)))]
+pub async fn reputation(State(state): State<AppState>, ApiPath(id): ApiPath<Uuid>) -> ApiResult<Json<ReputationResponse>> {
+    let mut conn = state.db.acquire().await?;
+    let rows = store::settlement::reputation(&mut conn, id).await?;
+    let classes = rows
+        .into_iter()
+        .map(|r| {
+            let total = r.delivered + r.missed;
+            let ratio = |num: i64, den: i64| {
+                (rust_decimal::Decimal::from(num) / rust_decimal::Decimal::from(den)).round_dp(4).normalize().to_string()
+            };
+            ReputationView {
+                on_time_ratio: (total > 0).then(|| ratio(r.delivered, total)),
+                score: ratio(r.delivered + 1, total + 2),
+                system: r.system,
+                circuit: r.circuit,
+                delivered: r.delivered,
+                missed: r.missed,
+                latency_p50_secs: r.latency_p50_secs,
+                latency_p95_secs: r.latency_p95_secs,
+            }
+        })
+        .collect();
+    Ok(Json(ReputationResponse { prover_id: AccountId(id), classes }))
 }

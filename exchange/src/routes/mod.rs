@@ -1,6 +1,7 @@
 //! The HTTP surface: thin handlers (parse, call a service, shape the reply) and the OpenAPI
 //! document generated from them. Routes and schemas here are the public contract of DESIGN.md.
 
+pub mod agent;
 pub mod auth;
 pub mod funds;
 pub mod market;
@@ -27,6 +28,7 @@ use crate::AppState;
          (name = "provers", description = "Prover stake"),
          (name = "offers", description = "Offers (asks) and the public book"),
          (name = "market", description = "Discounts, quotes, contracts and slots"),
+         (name = "agents", description = "Prover agents: heartbeat, jobs, proofs"),
          (name = "ops", description = "Health and metrics"))
 )]
 pub struct ApiDoc;
@@ -65,6 +67,13 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(market::create_contract, market::list_contracts))
         .routes(routes!(market::get_contract))
         .routes(routes!(market::list_slots))
+        .routes(routes!(market::put_slot_input))
+        .routes(routes!(market::get_slot_proof))
+        .routes(routes!(market::reputation))
+        .routes(routes!(agent::heartbeat))
+        .routes(routes!(agent::claim))
+        .routes(routes!(agent::submit))
+        .routes(routes!(agent::release))
         .routes(routes!(ops::health))
         .routes(routes!(ops::metrics))
 }

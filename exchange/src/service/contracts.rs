@@ -492,6 +492,16 @@ pub async fn accept(
             }
         })?;
     }
+    // Settlement starts from here: nothing materialised yet, the first escrow window locked.
+    let (_, escrow_until) = pcx_capacity_reservation::allocation::slots_between(
+        &view.schedule,
+        view.schedule.start,
+        view.schedule.start + market.escrow_window,
+    );
+    let escrow_until = i64::try_from(escrow_until).map_err(ApiError::internal)?;
+    let escrow_next = u64::try_from(escrow_until).ok().and_then(|n| view.schedule.slot_opens_at(n));
+    store::settlement::set_materialised(conn, contract_id, 0, Some(view.schedule.start)).await?;
+    store::settlement::set_escrow(conn, contract_id, escrow_until, escrow_next, view.escrow_required.as_decimal()).await?;
     tracing::info!(contract = %contract_id, buyer = %buyer, slots = view.slot_count, "contract bought");
     contract_view(row, &blocks)
 }
@@ -547,7 +557,7 @@ pub struct SlotView {
     pub opens_at: DateTime<Utc>,
     /// The proof must be verified by then.
     pub deadline: DateTime<Utc>,
-    /// `scheduled` until settlement takes the slot over.
+    /// `scheduled`, `proving`, `delivered`, `missed`, `unused` or `cancelled`.
     pub state: String,
     /// The primary prover.
     pub primary: AccountId,
@@ -557,29 +567,140 @@ pub struct SlotView {
     pub delivered_by: Option<AccountId>,
     /// Machine-readable reason of the final state.
     pub reason: Option<String>,
+    /// True once the buyer posted the slot's input.
+    pub input_posted: bool,
+    /// Jobs that failed on this slot (each one slashed its prover).
+    pub failed_attempts: u32,
     /// Locked price per proof.
     pub price_per_proof: Money,
 }
 
-/// Slots `from..from + limit` of a contract, computed from its schedule and allocation blocks.
-pub fn slots(contract: &ContractView, from: u64, limit: u64) -> Vec<SlotView> {
+/// Slots `from..from + limit` of a contract: computed from its schedule and allocation blocks, with
+/// the state of those settlement has materialised.
+pub async fn slots(conn: &mut PgConnection, contract: &ContractView, from: u64, limit: u64) -> ApiResult<Vec<SlotView>> {
     let end = from.saturating_add(limit).min(contract.slot_count);
+    let to_i64 = |v: u64| i64::try_from(v).map_err(ApiError::internal);
+    let records = store::settlement::slot_records(conn, contract.contract_id, to_i64(from)?, to_i64(end)?).await?;
     let deadline = Duration::seconds(i64::from(contract.proof_class.deadline_secs));
-    (from..end)
+    Ok((from..end)
         .filter_map(|n| {
             let block = contract.allocation.iter().find(|b| b.first_slot <= n && n < b.end_slot)?;
             let opens_at = contract.schedule.slot_opens_at(n)?;
+            let record = records.iter().find(|r| u64::try_from(r.n).ok() == Some(n));
             Some(SlotView {
                 n,
                 opens_at,
                 deadline: opens_at + deadline,
-                state: "scheduled".into(),
+                state: record.map_or_else(|| "scheduled".to_owned(), |r| r.state.clone()),
                 primary: block.primary.prover_id,
                 backups: block.backups.iter().map(|a| a.prover_id).collect(),
-                delivered_by: None,
-                reason: None,
+                delivered_by: record.and_then(|r| r.delivered_by).map(AccountId),
+                reason: record.and_then(|r| r.reason.clone()),
+                input_posted: record.is_some_and(|r| r.public_input.is_some()),
+                failed_attempts: record.map_or(0, |r| u32::try_from(r.failed_attempts).unwrap_or(0)),
                 price_per_proof: block.price_per_proof,
             })
         })
-        .collect()
+        .collect())
+}
+
+/// A slot's input as stored.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SlotInputView {
+    /// Contract.
+    pub contract_id: Uuid,
+    /// Slot number.
+    pub n: u64,
+    /// The input (decimal field element), canonical form.
+    pub public_input: String,
+    /// When the slot opens; the input can change until then.
+    pub opens_at: DateTime<Utc>,
+}
+
+/// Posts (or replaces) a slot's public input before the slot opens.
+pub async fn put_input(
+    conn: &mut PgConnection,
+    buyer: AccountId,
+    contract_id: Uuid,
+    n: u64,
+    input: &str,
+    now: DateTime<Utc>,
+) -> ApiResult<SlotInputView> {
+    let contract = get(conn, Reader::Buyer(buyer), contract_id).await?;
+    if n >= contract.slot_count {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("slot {n} does not exist; the contract has slots 0 to {}", contract.slot_count - 1),
+        ));
+    }
+    let seed = pcx_prover_pool::field::parse_field_element(input)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidInput, format!("public_input: {e}")))?;
+    let canonical = pcx_prover_pool::field::field_to_decimal(&seed);
+    let opens_at = contract.schedule.slot_opens_at(n).ok_or_else(|| ApiError::internal("slot beyond schedule"))?;
+    let slot_too_late = || {
+        ApiError::new(ErrorCode::SlotAlreadyOpen, format!("slot {n} opened at {}; inputs must come before a slot opens", opens_at.to_rfc3339()))
+    };
+    if opens_at <= now {
+        return Err(slot_too_late());
+    }
+    let n_i64 = i64::try_from(n).map_err(ApiError::internal)?;
+    // Materialise this one slot early if the scheduler has not reached it yet.
+    store::settlement::insert_slots(conn, contract_id, n_i64, n_i64 + 1).await?;
+    if !store::settlement::set_input(conn, contract_id, n_i64, &canonical).await? {
+        return Err(slot_too_late());
+    }
+    Ok(SlotInputView { contract_id, n, public_input: canonical, opens_at })
+}
+
+/// A delivered slot's proof.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProofView {
+    /// Contract.
+    pub contract_id: Uuid,
+    /// Slot number.
+    pub n: u64,
+    /// What was proved.
+    pub proof_class: ProofClass,
+    /// Public inputs in circuit order: `[seed, out]` (decimal field elements).
+    pub public_inputs: Vec<String>,
+    /// `groth16-bn254-arkworks-compressed`: `proof` is `0x` + the 128-byte compressed encoding of
+    /// (A ∈ G1, B ∈ G2, C ∈ G1) by ark-serialize.
+    pub encoding: String,
+    /// The proof, encoded as `encoding` says.
+    pub proof: String,
+    /// The same proof as affine coordinates (decimal strings), for other verifiers.
+    #[schema(value_type = Object)]
+    pub points: serde_json::Value,
+    /// Who delivered it.
+    pub delivered_by: AccountId,
+    /// When it was verified.
+    pub delivered_at: DateTime<Utc>,
+}
+
+/// The proof of a delivered slot.
+pub async fn proof(conn: &mut PgConnection, reader: Reader, contract_id: Uuid, n: u64) -> ApiResult<ProofView> {
+    let contract = get(conn, reader, contract_id).await?;
+    let n_i64 = i64::try_from(n).map_err(ApiError::internal)?;
+    let record = store::settlement::slot_records(conn, contract_id, n_i64, n_i64 + 1).await?.pop();
+    let state = record.as_ref().map_or("scheduled", |r| r.state.as_str()).to_owned();
+    let not_delivered = || ApiError::new(ErrorCode::SlotNotDelivered, format!("slot {n} is {state}: it has no proof"));
+    let record = record.ok_or_else(not_delivered)?;
+    let (Some(proof), Some(by), Some(at), Some(input), Some(output)) =
+        (record.proof, record.delivered_by, record.delivered_at, record.public_input, record.public_output)
+    else {
+        return Err(not_delivered());
+    };
+    let decoded = pcx_prover_pool::encoding::decode_proof(&proof).map_err(ApiError::internal)?;
+    let points = serde_json::to_value(pcx_prover_pool::encoding::proof_points(&decoded)).map_err(ApiError::internal)?;
+    Ok(ProofView {
+        contract_id,
+        n,
+        proof_class: contract.proof_class,
+        public_inputs: vec![input, output],
+        encoding: "groth16-bn254-arkworks-compressed".into(),
+        proof,
+        points,
+        delivered_by: AccountId(by),
+        delivered_at: at,
+    })
 }

@@ -7,3 +7,4 @@ pub mod contracts;
 pub mod funds;
 pub mod offers;
 pub mod provers;
+pub mod settlement;

@@ -17,3 +17,4 @@ pub fn is_constraint_violation(err: &sqlx::Error, constraint: &str) -> bool {
         _ => false,
     }
 }
+pub mod settlement;

@@ -50,11 +50,30 @@ pub fn serve_config() -> ServeConfig {
             quote_ttl_secs: 60,
             discounts: None,
         },
+        settlement: pcx_exchange::config::SettlementConfig {
+            tick_ms: 200,
+            horizon_secs: 172_800,
+            ack_timeout_secs: 4,
+            lease_secs: 6,
+            invalid_slash_factor: rust_decimal::Decimal::TWO,
+            keys_dir: Some(common_keys_dir()),
+        },
     }
+}
+
+/// One keys directory for every test run on this machine: keys are deterministic, so sharing them
+/// only saves the setup time.
+pub fn common_keys_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join("pcx-test-keys")
 }
 
 /// A fresh, migrated database on the test server.
 pub async fn fresh_database() -> PgPool {
+    fresh_database_with_url().await.0
+}
+
+/// A fresh, migrated database on the test server, and its URL.
+pub async fn fresh_database_with_url() -> (PgPool, String) {
     let server: PgConnectOptions = server_url().parse().expect("test database URL");
     let mut admin = sqlx::PgConnection::connect_with(&server).await.expect("connect to the test PostgreSQL server");
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
@@ -72,18 +91,28 @@ pub async fn fresh_database() -> PgPool {
     sqlx::raw_sql(&format!("CREATE DATABASE \"{name}\"")).execute(&mut admin).await.unwrap();
     let pool = PgPoolOptions::new()
         .max_connections(24)
-        .connect_with(server.database(&name))
+        .connect_with(server.clone().database(&name))
         .await
         .unwrap();
     pcx_exchange::db::MIGRATOR.run(&pool).await.unwrap();
-    pool
+    let mut url = reqwest::Url::parse(&server_url()).unwrap();
+    url.set_path(&format!("/{name}"));
+    (pool, url.to_string())
 }
 
-pub struct TestApp {
+/// An HTTP client of one exchange, with the calls tests make.
+pub struct Client {
     pub base: String,
     pub http: reqwest::Client,
+}
+
+/// The application served in-process on a fresh database, with its settlement scheduler.
+pub struct TestApp {
+    pub client: Client,
     pub db: PgPool,
+    pub state: AppState,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    stop_scheduler: tokio::sync::watch::Sender<bool>,
 }
 
 impl Drop for TestApp {
@@ -91,6 +120,7 @@ impl Drop for TestApp {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        let _ = self.stop_scheduler.send(true);
     }
 }
 
@@ -113,10 +143,18 @@ pub async fn spawn_on(db: PgPool, config: ServeConfig) -> TestApp {
     let addr = listener.local_addr().unwrap();
     let state = AppState::new(db.clone(), &config, Settings::from_config(&config, addr).unwrap()).await.unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(run(listener, app(state), async {
+    tokio::spawn(run(listener, app(state.clone()), async {
         let _ = stopped.await;
     }));
-    TestApp { base: format!("http://{addr}"), http: reqwest::Client::new(), db, stop: Some(stop) }
+    let (stop_scheduler, scheduler_stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(pcx_exchange::service::settlement::run_scheduler(state.clone(), scheduler_stopped));
+    TestApp {
+        client: Client { base: format!("http://{addr}"), http: reqwest::Client::new() },
+        db,
+        state,
+        stop: Some(stop),
+        stop_scheduler,
+    }
 }
 
 /// A response: status and JSON body (Null when the body is not JSON).
@@ -136,7 +174,14 @@ impl Reply {
     }
 }
 
-impl TestApp {
+impl std::ops::Deref for TestApp {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl Client {
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
@@ -166,6 +211,14 @@ impl TestApp {
         }
         if let Some(k) = key {
             req = req.header("Idempotency-Key", k);
+        }
+        Self::reply(req.send().await.unwrap()).await
+    }
+
+    pub async fn put(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
+        let mut req = self.http.put(self.url(path)).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
         }
         Self::reply(req.send().await.unwrap()).await
     }
@@ -227,4 +280,61 @@ impl TestApp {
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
         reply.body
     }
+}
+
+// ---- market helpers ----------------------------------------------------------------------------
+
+/// The hash-chain proof class of a size, with a deadline.
+pub fn class_with(size_log2: u8, deadline_secs: u32) -> Value {
+    json!({"system": "groth16-bn254", "circuit": "hash-chain", "size_log2": size_log2, "deadline_secs": deadline_secs})
+}
+
+/// The hash-chain proof class of a size with a 600 s deadline.
+pub fn class(size_log2: u8) -> Value {
+    class_with(size_log2, 600)
+}
+
+/// The next whole hour, plus `hours`.
+pub fn hour(hours: i64) -> chrono::DateTime<chrono::Utc> {
+    use chrono::DurationRound;
+    chrono::Utc::now().duration_trunc(chrono::Duration::hours(1)).unwrap() + chrono::Duration::hours(1 + hours)
+}
+
+pub fn rfc(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339()
+}
+
+/// A prover with `stake` bonded; returns (account_id, token, api_key).
+pub async fn prover_with_key(app: &Client, name: &str, stake: &str) -> (String, String, String) {
+    let (id, key) = app.register(name, "prover").await;
+    let token = app.token(&key).await;
+    app.deposit(&id, stake).await;
+    let r = app.post("/v1/provers/stake", Some(&token), json!({"amount": stake})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    (id, token, key)
+}
+
+/// A prover with `stake` bonded; returns (account_id, token).
+pub async fn prover(app: &Client, name: &str, stake: &str) -> (String, String) {
+    let (id, token, _) = prover_with_key(app, name, stake).await;
+    (id, token)
+}
+
+/// Posts an offer of `class` from an hour ago for `days` days.
+pub async fn offer_class(app: &Client, token: &str, class: Value, price: &str, pph: u32, days: i64) -> Value {
+    let r = app
+        .post(
+            "/v1/offers",
+            Some(token),
+            json!({"proof_class": class, "window_start": rfc(hour(-2)), "window_end": rfc(hour(days * 24 + 24)),
+                   "proofs_per_hour": pph, "price_per_proof": price}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    r.body
+}
+
+/// Posts an offer of hash-chain 2^14 (600 s deadline) from an hour ago for `days` days.
+pub async fn offer(app: &Client, token: &str, price: &str, pph: u32, days: i64) -> Value {
+    offer_class(app, token, class(14), price, pph, days).await
 }

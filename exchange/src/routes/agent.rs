@@ -1,0 +1,244 @@
+//! The prover agents' routes: heartbeat, claiming jobs (long-poll), submitting proofs, releasing.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use pcx_domain::{ProofClass, Role};
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult, ErrorCode, ErrorEnvelope};
+use crate::extract::{ApiJson, ApiPath, IdempotencyKey};
+use crate::idempotency;
+use crate::service::settlement::{self, SubmitOutcome};
+use crate::store;
+use crate::AppState;
+
+/// One measured capability of an agent.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Capability {
+    /// Proof system.
+    pub system: String,
+    /// Circuit.
+    pub circuit: String,
+    /// Size it benchmarked.
+    pub size_log2: u8,
+    /// Measured prove time, milliseconds.
+    pub prove_ms: u64,
+    /// Proofs per hour of the whole agent.
+    pub proofs_per_hour: u64,
+}
+
+/// A heartbeat.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatRequest {
+    /// The agent's id, chosen by it at start.
+    pub agent_id: Uuid,
+    /// Workers proving in parallel.
+    pub workers: u32,
+    /// MSM backend (`cpu`, `icicle`).
+    pub backend: String,
+    /// What it measured.
+    pub capabilities: Vec<Capability>,
+}
+
+/// Heartbeat answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HeartbeatResponse {
+    /// The agent's id.
+    pub agent_id: Uuid,
+    /// The exchange's clock.
+    pub server_time: DateTime<Utc>,
+    /// Send the next heartbeat within this many seconds.
+    pub heartbeat_secs: u32,
+}
+
+/// Registers or refreshes an agent and its measured capabilities.
+#[utoipa::path(post, path = "/v1/agent/heartbeat", tag = "agents", security(("bearer" = [])), request_body = HeartbeatRequest,
+    responses((status = 200, body = HeartbeatResponse), (status = 403, body = ErrorEnvelope)))]
+pub async fn heartbeat(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<HeartbeatRequest>,
+) -> ApiResult<Json<HeartbeatResponse>> {
+    let prover = caller.account_with_role(Role::Prover)?;
+    if req.workers == 0 || req.workers > 1024 {
+        return Err(ApiError::new(ErrorCode::InvalidInput, "workers: must be between 1 and 1024"));
+    }
+    let capabilities = serde_json::to_value(&req.capabilities).map_err(ApiError::internal)?;
+    let mut conn = state.db.acquire().await?;
+    let workers = i32::try_from(req.workers).map_err(ApiError::internal)?;
+    if !store::settlement::heartbeat(&mut conn, req.agent_id, prover.0, workers, &req.backend, &capabilities, Utc::now()).await? {
+        return Err(ApiError::new(ErrorCode::Forbidden, "this agent_id belongs to another prover; pick a new one"));
+    }
+    Ok(Json(HeartbeatResponse { agent_id: req.agent_id, server_time: Utc::now(), heartbeat_secs: 10 }))
+}
+
+/// A claim.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimRequest {
+    /// The claiming agent.
+    pub agent_id: Uuid,
+    /// Hold the request up to this many seconds waiting for a job (0..=30).
+    pub wait_secs: Option<u32>,
+    /// Circuit sizes (log2) the agent can prove.
+    pub sizes: Vec<u8>,
+}
+
+/// A job to prove.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct JobView {
+    /// Job id (use it as the Idempotency-Key of the submission).
+    pub job_id: Uuid,
+    /// Contract.
+    pub contract_id: Uuid,
+    /// Slot number.
+    pub slot: i64,
+    /// What to prove.
+    pub proof_class: ProofClass,
+    /// The slot's public input (decimal field element).
+    pub public_input: String,
+    /// `primary`, `backup` or `open`.
+    pub role: String,
+    /// When the slot opened.
+    pub opens_at: DateTime<Utc>,
+    /// The proof must be verified by then.
+    pub deadline: DateTime<Utc>,
+    /// Submit before this, or the job goes to the next prover (and you are slashed).
+    pub lease_expires_at: Option<DateTime<Utc>>,
+}
+
+/// Claim answer: a job, or none after the wait.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClaimResponse {
+    /// The job, if one was available.
+    pub job: Option<JobView>,
+}
+
+/// Claims a job (the prover's own first, then the open market), waiting up to `wait_secs`.
+#[utoipa::path(post, path = "/v1/agent/jobs/claim", tag = "agents", security(("bearer" = [])), request_body = ClaimRequest,
+    responses((status = 200, body = ClaimResponse), (status = 403, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
+pub async fn claim(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<ClaimRequest>,
+) -> ApiResult<Json<ClaimResponse>> {
+    let prover = caller.account_with_role(Role::Prover)?;
+    let wait = req.wait_secs.unwrap_or(0);
+    if wait > 30 {
+        return Err(ApiError::new(ErrorCode::InvalidInput, "wait_secs: at most 30"));
+    }
+    let sizes: Vec<i16> = req.sizes.iter().map(|s| i16::from(*s)).collect();
+    let give_up = tokio::time::Instant::now() + std::time::Duration::from_secs(u64::from(wait));
+    let s = &state.settings;
+    loop {
+        let mut tx = state.db.begin().await?;
+        let now = Utc::now();
+        let claimed = store::settlement::claim_job(
+            &mut tx,
+            prover.0,
+            req.agent_id,
+            &sizes,
+            s.market.slash_multiplier,
+            s.settlement.lease,
+            now,
+        )
+        .await?;
+        if let Some(id) = claimed {
+            let ticket = store::settlement::ticket(&mut tx, id).await?.ok_or_else(|| ApiError::internal("claimed job vanished"))?;
+            tx.commit().await?;
+            let system = serde_json::from_value(serde_json::Value::String(ticket.system)).map_err(ApiError::internal)?;
+            return Ok(Json(ClaimResponse {
+                job: Some(JobView {
+                    job_id: ticket.id,
+                    contract_id: ticket.contract_id,
+                    slot: ticket.n,
+                    proof_class: ProofClass {
+                        system,
+                        circuit: ticket.circuit,
+                        size_log2: u8::try_from(ticket.size_log2).map_err(ApiError::internal)?,
+                        deadline_secs: u32::try_from(ticket.deadline_secs).map_err(ApiError::internal)?,
+                    },
+                    public_input: ticket.public_input.unwrap_or_default(),
+                    role: ticket.role,
+                    opens_at: ticket.opens_at,
+                    deadline: ticket.deadline,
+                    lease_expires_at: ticket.lease_expires_at,
+                }),
+            }));
+        }
+        tx.commit().await?;
+        if tokio::time::Instant::now() >= give_up {
+            return Ok(Json(ClaimResponse { job: None }));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// A proof.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProofSubmission {
+    /// `0x` + hex of the compressed Groth16 proof (A, B, C; 128 bytes for BN254).
+    pub proof: String,
+}
+
+/// Submits the proof of a claimed job; it is verified against the slot's public input at once.
+/// Honours `Idempotency-Key` (agents use the job id), so a retry after a lost answer is safe.
+#[utoipa::path(post, path = "/v1/agent/jobs/{id}/proof", tag = "agents", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Job id"), ("Idempotency-Key" = Option<String>, Header, description = "The job id")),
+    request_body = ProofSubmission,
+    responses((status = 200, body = SubmitOutcome), (status = 404, body = ErrorEnvelope),
+              (status = 409, body = ErrorEnvelope, description = "lease_lost")))]
+pub async fn submit(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(job_id): ApiPath<Uuid>,
+    IdempotencyKey(key): IdempotencyKey,
+    ApiJson(req): ApiJson<ProofSubmission>,
+) -> ApiResult<Response> {
+    let prover = caller.account_with_role(Role::Prover)?;
+    let hash = idempotency::request_hash(&format!("POST /v1/agent/jobs/{job_id}/proof"), &req);
+    let app = state.clone();
+    let (status, body) = idempotency::run(&state, caller.principal, key, hash, move |conn| {
+        Box::pin(async move {
+            let outcome = settlement::submit_proof(conn, &app, prover, job_id, &req.proof, Utc::now()).await?;
+            Ok((StatusCode::OK, serde_json::to_value(outcome).map_err(ApiError::internal)?))
+        })
+    })
+    .await?;
+    Ok((status, Json(body)).into_response())
+}
+
+/// Release answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReleaseResponse {
+    /// The job.
+    pub job_id: Uuid,
+    /// Always true.
+    pub released: bool,
+}
+
+/// Gives a claimed job back before its lease ends; the next prover gets it at once (the release
+/// counts as a miss and is slashed like one).
+#[utoipa::path(post, path = "/v1/agent/jobs/{id}/release", tag = "agents", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Job id")),
+    responses((status = 200, body = ReleaseResponse), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
+pub async fn release(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(job_id): ApiPath<Uuid>,
+) -> ApiResult<Json<ReleaseResponse>> {
+    let prover = caller.account_with_role(Role::Prover)?;
+    let mut tx = state.db.begin().await?;
+    settlement::release(&mut tx, &state.settings, prover, job_id, Utc::now()).await?;
+    tx.commit().await?;
+    Ok(Json(ReleaseResponse { job_id, released: true }))
+}

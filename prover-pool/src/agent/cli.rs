@@ -1,0 +1,342 @@
+//! Command-line types of `pcx prover` and `pcx prover bench`, and where proving keys are cached.
+//!
+//! Everything here is plain data: parsing never touches the network or the disk. Values that clap
+//! cannot check alone (sizes against the circuit registry, at least one worker, a claim wait of at
+//! most 30 s, the `icicle` backend of this build) are checked by [`AgentArgs::validate`] and
+//! [`BenchArgs::sizes`], so agents built in-process (tests, `pcx demo`) get the same checks.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+
+use crate::registry::CIRCUITS;
+
+/// The one circuit the agent proves.
+pub(crate) const CIRCUIT: &str = "hash-chain";
+/// Longest long-poll the exchange accepts on `POST /v1/agent/jobs/claim`.
+pub(crate) const MAX_CLAIM_WAIT_SECS: u32 = 30;
+/// Sizes `pcx prover bench` measures when given none.
+const DEFAULT_BENCH_SIZES: [u8; 4] = [10, 12, 14, 16];
+
+/// `pcx prover`: run the prover agent, or (`pcx prover bench`) measure this machine.
+#[derive(Debug, Clone, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ProverCli {
+    /// `bench`, or none to run the agent.
+    #[command(subcommand)]
+    pub command: Option<ProverCommand>,
+    /// Options of the agent (used when no subcommand is given).
+    #[command(flatten)]
+    pub agent: AgentArgs,
+}
+
+/// Subcommands of `pcx prover`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum ProverCommand {
+    /// Measures prove time and proofs/hour per size.
+    Bench(BenchArgs),
+}
+
+/// Which MSM backend proves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum BackendChoice {
+    /// The best backend this build has (today: `cpu`).
+    #[default]
+    Auto,
+    /// arkworks multi-scalar multiplication on the CPU.
+    Cpu,
+    /// ICICLE on an NVIDIA GPU (not available in this build).
+    Icicle,
+}
+
+/// Misbehaviour on purpose, to exercise the exchange's penalties. TESTING AID only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Fault {
+    /// Claims jobs and never delivers them (no proof, no release): every claimed slot is missed.
+    Miss,
+    /// Submits a proof made for another public input (the job's seed + 1), which fails to verify.
+    Invalid,
+}
+
+/// Options of the prover agent (`pcx prover`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct AgentArgs {
+    /// Base URL of the exchange.
+    #[arg(long, env = "PCX_EXCHANGE_URL", default_value = "http://127.0.0.1:8080")]
+    pub exchange: String,
+    /// API key of the prover account (required to run the agent).
+    #[arg(long, env = "PCX_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Worker tasks proving in parallel; each claims one job at a time.
+    #[arg(long, env = "PCX_PROVER_WORKERS", default_value_t = 1)]
+    pub workers: usize,
+    /// MSM backend: `auto` picks the best this build has (today `cpu`).
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    pub backend: BackendChoice,
+    /// TESTING AID, never for real capacity: `miss` claims jobs and never delivers them;
+    /// `invalid` submits a proof made for another input.
+    #[arg(long, value_enum)]
+    pub fault: Option<Fault>,
+    /// Where proving keys are generated once and cached [default: $PCX_DATA_DIR/keys, else
+    /// $XDG_CACHE_HOME/pcx/keys, else ~/.cache/pcx/keys, else ./.pcx/keys].
+    #[arg(long, env = "PCX_KEYS_DIR")]
+    pub keys_dir: Option<PathBuf>,
+    /// Sizes (log2 of the constraint count) benchmarked at start and then served, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "10,11,12")]
+    pub sizes: Vec<u8>,
+    /// Seconds between heartbeats until the exchange states its own interval.
+    #[arg(long, default_value_t = 10)]
+    pub heartbeat_secs: u64,
+    /// Seconds the exchange may hold a claim open waiting for a job (long-poll), 0 to 30.
+    #[arg(long, default_value_t = 20)]
+    pub claim_wait_secs: u32,
+}
+
+impl AgentArgs {
+    /// The defaults of the command line, for agents run in-process (tests, `pcx demo`); environment
+    /// variables are not read.
+    pub fn new(exchange: impl Into<String>, api_key: impl Into<String>) -> AgentArgs {
+        AgentArgs {
+            exchange: exchange.into(),
+            api_key: Some(api_key.into()),
+            workers: 1,
+            backend: BackendChoice::Auto,
+            fault: None,
+            keys_dir: None,
+            sizes: vec![10, 11, 12],
+            heartbeat_secs: 10,
+            claim_wait_secs: 20,
+        }
+    }
+
+    /// Checks what clap cannot, and returns the sizes to serve, sorted and without repeats.
+    pub(crate) fn validate(&self) -> anyhow::Result<Vec<u8>> {
+        match self.api_key.as_deref().map(str::trim) {
+            None | Some("") => {
+                bail!("the prover agent needs the API key of a prover account: pass --api-key or set PCX_API_KEY")
+            }
+            Some(_) => {}
+        }
+        reqwest::Url::parse(&self.exchange)
+            .with_context(|| format!("--exchange `{}` is not a URL (e.g. http://127.0.0.1:8080)", self.exchange))?;
+        if self.workers == 0 {
+            bail!("--workers must be at least 1");
+        }
+        if self.heartbeat_secs == 0 {
+            bail!("--heartbeat-secs must be at least 1");
+        }
+        if self.claim_wait_secs > MAX_CLAIM_WAIT_SECS {
+            bail!("--claim-wait-secs must be 0 to {MAX_CLAIM_WAIT_SECS}, not {}", self.claim_wait_secs);
+        }
+        checked_sizes(&self.sizes, "--sizes")
+    }
+
+    /// The keys directory: `--keys-dir`, else [`default_keys_dir`].
+    pub(crate) fn keys_dir(&self) -> PathBuf {
+        self.keys_dir.clone().unwrap_or_else(default_keys_dir)
+    }
+}
+
+/// Options of `pcx prover bench`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// MSM backend: `auto` picks the best this build has (today `cpu`).
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    pub backend: BackendChoice,
+    /// Measure this one size (log2 of the constraint count) [default: 10, 12, 14 and 16].
+    #[arg(long, conflicts_with = "max_size_log2")]
+    pub size_log2: Option<u8>,
+    /// Measure every even size from 10 up to this one (e.g. 18).
+    #[arg(long)]
+    pub max_size_log2: Option<u8>,
+    /// Proofs per size; the table shows their mean.
+    #[arg(long, default_value_t = 3)]
+    pub repetitions: usize,
+    /// Where proving keys are generated once and cached [default: as for the agent].
+    #[arg(long, env = "PCX_KEYS_DIR")]
+    pub keys_dir: Option<PathBuf>,
+}
+
+impl BenchArgs {
+    /// The sizes to measure, checked against the circuit registry.
+    pub(crate) fn sizes(&self) -> anyhow::Result<Vec<u8>> {
+        let sizes: Vec<u8> = match (self.size_log2, self.max_size_log2) {
+            (Some(size), _) => vec![size],
+            (None, Some(max)) => {
+                let (min, _) = size_range();
+                let first = min + min % 2;
+                if max < first {
+                    bail!("--max-size-log2 must be at least {first}, not {max}");
+                }
+                (first..=max).step_by(2).collect()
+            }
+            (None, None) => DEFAULT_BENCH_SIZES.to_vec(),
+        };
+        if self.repetitions == 0 {
+            bail!("--repetitions must be at least 1");
+        }
+        checked_sizes(&sizes, "the size")
+    }
+}
+
+/// The traded size range of the hash-chain circuit, from the registry.
+pub(crate) fn size_range() -> (u8, u8) {
+    CIRCUITS.iter().find(|spec| spec.name == CIRCUIT).map_or((10, 20), |spec| (spec.min_size_log2, spec.max_size_log2))
+}
+
+/// Sorted, without repeats, each within the registry's range.
+fn checked_sizes(sizes: &[u8], what: &str) -> anyhow::Result<Vec<u8>> {
+    let (min, max) = size_range();
+    if sizes.is_empty() {
+        bail!("{what}: give at least one size from {min} to {max}");
+    }
+    if let Some(bad) = sizes.iter().find(|size| !(min..=max).contains(*size)) {
+        bail!("{what}: size_log2 {bad} is not traded for `{CIRCUIT}`; use {min} to {max}");
+    }
+    let mut sizes = sizes.to_vec();
+    sizes.sort_unstable();
+    sizes.dedup();
+    Ok(sizes)
+}
+
+/// Where proving keys are cached when `--keys-dir` is not given. The first of:
+/// 1. `$PCX_KEYS_DIR`;
+/// 2. `$PCX_DATA_DIR/keys` (next to the exchange's embedded database);
+/// 3. `$XDG_CACHE_HOME/pcx/keys`;
+/// 4. `$HOME/.cache/pcx/keys`;
+/// 5. `./.pcx/keys` (relative to the working directory).
+///
+/// Variables that are set but empty count as unset. Keys are deterministic dev keys, so deleting the
+/// directory only costs the time to generate them again.
+pub fn default_keys_dir() -> PathBuf {
+    keys_dir_from(|name| std::env::var_os(name).map(PathBuf::from))
+}
+
+/// [`default_keys_dir`] over any variable lookup (testable without touching the environment).
+fn keys_dir_from(var: impl Fn(&str) -> Option<PathBuf>) -> PathBuf {
+    let var = |name: &str| var(name).filter(|value| !value.as_os_str().is_empty());
+    if let Some(dir) = var("PCX_KEYS_DIR") {
+        return dir;
+    }
+    if let Some(dir) = var("PCX_DATA_DIR") {
+        return dir.join("keys");
+    }
+    if let Some(dir) = var("XDG_CACHE_HOME") {
+        return dir.join("pcx").join("keys");
+    }
+    if let Some(dir) = var("HOME") {
+        return dir.join(".cache").join("pcx").join("keys");
+    }
+    PathBuf::from(".pcx").join("keys")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use clap::Parser;
+
+    use super::*;
+
+    /// Stands in for the `pcx` binary.
+    #[derive(Debug, Parser)]
+    struct Pcx {
+        #[command(subcommand)]
+        command: Top,
+    }
+
+    #[derive(Debug, clap::Subcommand)]
+    enum Top {
+        Prover(ProverCli),
+    }
+
+    fn parse(args: &[&str]) -> Result<ProverCli, clap::Error> {
+        let argv = ["pcx", "prover"].iter().chain(args).copied();
+        Pcx::try_parse_from(argv).map(|pcx| match pcx.command {
+            Top::Prover(cli) => cli,
+        })
+    }
+
+    #[test]
+    fn agent_options_parse() {
+        let cli = parse(&["--exchange", "http://x:1", "--api-key", "K", "--workers", "2", "--fault", "miss"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.agent.exchange, "http://x:1");
+        assert_eq!(cli.agent.api_key.as_deref(), Some("K"));
+        assert_eq!(cli.agent.workers, 2);
+        assert_eq!(cli.agent.fault, Some(Fault::Miss));
+        assert_eq!(cli.agent.backend, BackendChoice::Auto);
+        assert_eq!(cli.agent.claim_wait_secs, 20);
+        assert_eq!(cli.agent.heartbeat_secs, 10);
+        assert_eq!(cli.agent.validate().unwrap(), vec![10, 11, 12]);
+    }
+
+    #[test]
+    fn sizes_are_a_comma_list_checked_against_the_registry() {
+        let cli = parse(&["--api-key", "K", "--sizes", "12,10,12", "--fault", "invalid"]).unwrap();
+        assert_eq!(cli.agent.validate().unwrap(), vec![10, 12]);
+        assert_eq!(cli.agent.fault, Some(Fault::Invalid));
+        let cli = parse(&["--api-key", "K", "--sizes", "9,12"]).unwrap();
+        let err = cli.agent.validate().unwrap_err().to_string();
+        assert!(err.contains("size_log2 9 is not traded"), "{err}");
+    }
+
+    #[test]
+    fn bench_parses_as_a_subcommand() {
+        let cli = parse(&["bench", "--size-log2", "12"]).unwrap();
+        let Some(ProverCommand::Bench(bench)) = cli.command else { panic!("no bench: {cli:?}") };
+        assert_eq!(bench.size_log2, Some(12));
+        assert_eq!(bench.repetitions, 3);
+        assert_eq!(bench.sizes().unwrap(), vec![12]);
+    }
+
+    #[test]
+    fn bench_sizes_default_and_range() {
+        let cli = parse(&["bench"]).unwrap();
+        let Some(ProverCommand::Bench(bench)) = cli.command else { panic!("no bench") };
+        assert_eq!(bench.sizes().unwrap(), vec![10, 12, 14, 16]);
+        let cli = parse(&["bench", "--max-size-log2", "18", "--backend", "cpu"]).unwrap();
+        let Some(ProverCommand::Bench(bench)) = cli.command else { panic!("no bench") };
+        assert_eq!(bench.sizes().unwrap(), vec![10, 12, 14, 16, 18]);
+        assert_eq!(bench.backend, BackendChoice::Cpu);
+        assert!(parse(&["bench", "--size-log2", "12", "--max-size-log2", "18"]).is_err());
+        let cli = parse(&["bench", "--size-log2", "30"]).unwrap();
+        let Some(ProverCommand::Bench(bench)) = cli.command else { panic!("no bench") };
+        assert!(bench.sizes().is_err());
+    }
+
+    #[test]
+    fn agent_options_do_not_mix_with_bench() {
+        assert!(parse(&["--workers", "2", "bench"]).is_err());
+    }
+
+    #[test]
+    fn a_missing_api_key_is_a_clear_error() {
+        let mut args = AgentArgs::new("http://127.0.0.1:8080", "");
+        let err = args.validate().unwrap_err().to_string();
+        assert!(err.contains("--api-key") && err.contains("PCX_API_KEY"), "{err}");
+        args.api_key = None;
+        assert!(args.validate().is_err());
+        args.api_key = Some("k".into());
+        args.claim_wait_secs = 31;
+        assert!(args.validate().is_err());
+        args.claim_wait_secs = 30;
+        args.workers = 0;
+        assert!(args.validate().is_err());
+    }
+
+    #[test]
+    fn keys_dir_precedence() {
+        let env = |pairs: &[(&str, &str)]| {
+            let map: HashMap<String, PathBuf> = pairs.iter().map(|(k, v)| (k.to_string(), PathBuf::from(v))).collect();
+            keys_dir_from(move |name| map.get(name).cloned())
+        };
+        let all = [("PCX_KEYS_DIR", "/k"), ("PCX_DATA_DIR", "/d"), ("XDG_CACHE_HOME", "/x"), ("HOME", "/h")];
+        assert_eq!(env(&all), PathBuf::from("/k"));
+        assert_eq!(env(&all[1..]), PathBuf::from("/d/keys"));
+        assert_eq!(env(&all[2..]), PathBuf::from("/x/pcx/keys"));
+        assert_eq!(env(&all[3..]), PathBuf::from("/h/.cache/pcx/keys"));
+        assert_eq!(env(&[]), PathBuf::from(".pcx/keys"));
+        assert_eq!(env(&[("PCX_KEYS_DIR", ""), ("HOME", "/h")]), PathBuf::from("/h/.cache/pcx/keys"));
+    }
+}

@@ -1,0 +1,466 @@
+//! The agent's HTTP client for the exchange: bearer authentication, retries, and the exchange's
+//! clock.
+//!
+//! Invariants:
+//! - Every call is a JSON `POST` retried with [`Backoff`] on connection errors, timeouts, 408, 429
+//!   and 5xx, until it gets an answer, its caller's `retry_until` passes, or its `cancel` signal is
+//!   raised. A cancel signal only interrupts the waits between attempts, never a request in flight
+//!   (so a long-poll claim that the exchange answers with a job is never thrown away half-way).
+//! - A retried request is byte-for-byte the same request, `Idempotency-Key` included.
+//! - On a 401 the client logs in again with the API key once (concurrent callers share the one new
+//!   token) and repeats the call; a second 401 is [`CallError::Unauthorized`].
+//! - An outage is logged once: a warning at the first failure, then debug lines per retry, then one
+//!   info line when any call gets through again.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
+use reqwest::StatusCode;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::api::{ErrorBody, TokenRequest, TokenResponse};
+use super::backoff::Backoff;
+use super::signal::Signal;
+use super::TARGET;
+
+/// Time limit of a call that is not a long-poll.
+pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time limit for opening a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a call failed for good.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CallError {
+    /// The API key (or, after logging in again, the token) was refused.
+    #[error("the exchange refused the credentials (401): {message}")]
+    Unauthorized {
+        /// The exchange's message.
+        message: String,
+    },
+    /// The exchange answered with an error that retrying will not change.
+    #[error("the exchange answered {status} `{code}`: {message}")]
+    Api {
+        /// HTTP status.
+        status: StatusCode,
+        /// The error code of the body (`lease_lost`, ...), empty when the body had none.
+        code: String,
+        /// The error message of the body.
+        message: String,
+    },
+    /// `retry_until` passed while the exchange could not be reached.
+    #[error("gave up retrying: {last}")]
+    GaveUp {
+        /// The last failure.
+        last: String,
+    },
+    /// The caller's cancel signal was raised while waiting to retry.
+    #[error("cancelled while waiting to retry")]
+    Cancelled,
+    /// The request could not be built or the answer could not be read.
+    #[error("{0}")]
+    Protocol(String),
+}
+
+/// How one call retries.
+#[derive(Debug, Clone)]
+pub(crate) struct CallOptions {
+    /// Time limit of each attempt.
+    pub timeout: Duration,
+    /// Sent as `Idempotency-Key` on every attempt.
+    pub idempotency_key: Option<String>,
+    /// No attempt starts after this instant.
+    pub retry_until: Option<Instant>,
+    /// Raising it ends the waits between attempts with [`CallError::Cancelled`].
+    pub cancel: Option<Signal>,
+}
+
+impl CallOptions {
+    /// Retries until answered or cancelled.
+    pub(crate) fn until_cancelled(cancel: &Signal) -> CallOptions {
+        CallOptions { timeout: CALL_TIMEOUT, idempotency_key: None, retry_until: None, cancel: Some(cancel.clone()) }
+    }
+}
+
+/// One attempt's outcome, before retry policy.
+enum Attempt {
+    Answered(Vec<u8>),
+    Rejected { status: StatusCode, code: String, message: String },
+    Transient { failure: String, retry_after: Option<Duration> },
+}
+
+/// The client of one agent; shared by its workers and heartbeat task.
+#[derive(Debug)]
+pub(crate) struct ExchangeClient {
+    http: reqwest::Client,
+    base: String,
+    api_key: String,
+    /// The bearer token; empty until [`ExchangeClient::login`].
+    token: tokio::sync::Mutex<String>,
+    /// Start of the outage in progress, if any.
+    outage: Mutex<Option<Instant>>,
+    /// Exchange clock minus this machine's clock, in milliseconds (from heartbeats).
+    clock_offset_ms: AtomicI64,
+}
+
+impl ExchangeClient {
+    /// A client of the exchange at `base` (e.g. `http://127.0.0.1:8080`).
+    pub(crate) fn new(base: &str, api_key: &str) -> anyhow::Result<ExchangeClient> {
+        let http = reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT).build()?;
+        Ok(ExchangeClient {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            api_key: api_key.trim().to_string(),
+            token: tokio::sync::Mutex::new(String::new()),
+            outage: Mutex::new(None),
+            clock_offset_ms: AtomicI64::new(0),
+        })
+    }
+
+    /// The exchange's base URL.
+    pub(crate) fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Exchanges the API key for a bearer token (`POST /v1/auth/token`).
+    pub(crate) async fn login(&self, options: &CallOptions) -> Result<(), CallError> {
+        let fresh = self.fetch_token(options).await?;
+        *self.token.lock().await = fresh;
+        Ok(())
+    }
+
+    /// `POST path` with `body` as the logged-in agent; decodes a 2xx answer as `T`.
+    pub(crate) async fn post<B, T>(
+        &self,
+        op: &'static str,
+        path: &str,
+        body: &B,
+        options: &CallOptions,
+    ) -> Result<T, CallError>
+    where
+        B: Serialize + ?Sized,
+        T: DeserializeOwned,
+    {
+        let body = serde_json::to_vec(body).map_err(|err| CallError::Protocol(format!("{op}: {err}")))?;
+        let token = self.token.lock().await.clone();
+        let answer = match self.send(op, path, &body, Some(&token), options).await {
+            Err(CallError::Unauthorized { .. }) => {
+                tracing::info!(target: TARGET, op, "token refused; logging in again with the API key");
+                self.refresh_token(&token, options).await?;
+                let token = self.token.lock().await.clone();
+                self.send(op, path, &body, Some(&token), options).await?
+            }
+            other => other?,
+        };
+        decode(op, &answer)
+    }
+
+    /// Converts an instant of the exchange's clock into one of this machine's monotonic clock.
+    pub(crate) fn local_instant(&self, exchange_time: DateTime<Utc>) -> Instant {
+        let offset = chrono::Duration::milliseconds(self.clock_offset_ms.load(Ordering::Relaxed));
+        let from_now = exchange_time - offset - Utc::now();
+        let now = Instant::now();
+        match from_now.to_std() {
+            Ok(ahead) => now + ahead,
+            Err(_) => from_now.abs().to_std().ok().and_then(|behind| now.checked_sub(behind)).unwrap_or(now),
+        }
+    }
+
+    /// Records the exchange's clock, read between `sent` and `received` (this machine's clock).
+    pub(crate) fn observe_exchange_clock(
+        &self,
+        exchange_time: DateTime<Utc>,
+        sent: DateTime<Utc>,
+        received: DateTime<Utc>,
+    ) {
+        let midpoint = sent + (received - sent) / 2;
+        self.clock_offset_ms.store((exchange_time - midpoint).num_milliseconds(), Ordering::Relaxed);
+    }
+
+    /// Logs in again unless another caller already replaced `stale`.
+    async fn refresh_token(&self, stale: &str, options: &CallOptions) -> Result<(), CallError> {
+        let mut token = self.token.lock().await;
+        if *token == stale {
+            *token = self.fetch_token(options).await?;
+        }
+        Ok(())
+    }
+
+    async fn fetch_token(&self, options: &CallOptions) -> Result<String, CallError> {
+        let body = serde_json::to_vec(&TokenRequest { api_key: &self.api_key })
+            .map_err(|err| CallError::Protocol(format!("login: {err}")))?;
+        let options = CallOptions { idempotency_key: None, timeout: CALL_TIMEOUT, ..options.clone() };
+        let answer = self.send("login", "/v1/auth/token", &body, None, &options).await?;
+        Ok(decode::<TokenResponse>("login", &answer)?.token)
+    }
+
+    /// One call with retries; any 4xx other than 408 and 429 ends it.
+    async fn send(
+        &self,
+        op: &'static str,
+        path: &str,
+        body: &[u8],
+        token: Option<&str>,
+        options: &CallOptions,
+    ) -> Result<Vec<u8>, CallError> {
+        let url = format!("{}{path}", self.base);
+        let mut backoff = Backoff::new();
+        loop {
+            let (failure, retry_after) = match self.attempt(&url, body, token, options).await? {
+                Attempt::Answered(bytes) => {
+                    self.note_success(op);
+                    return Ok(bytes);
+                }
+                Attempt::Rejected { status, code, message } => {
+                    self.note_success(op);
+                    return Err(if status == StatusCode::UNAUTHORIZED {
+                        CallError::Unauthorized { message }
+                    } else {
+                        CallError::Api { status, code, message }
+                    });
+                }
+                Attempt::Transient { failure, retry_after } => (failure, retry_after),
+            };
+            self.note_failure(op, &failure);
+            let mut delay = backoff.next_delay().max(retry_after.unwrap_or_default().min(super::backoff::CAP));
+            if let Some(until) = options.retry_until {
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(CallError::GaveUp { last: failure });
+                }
+                delay = delay.min(left);
+            }
+            tracing::debug!(target: TARGET, op, failure = %failure, delay_ms = delay.as_millis() as u64, "retrying");
+            match &options.cancel {
+                Some(cancel) => tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = cancel.raised() => return Err(CallError::Cancelled),
+                },
+                None => tokio::time::sleep(delay).await,
+            }
+        }
+    }
+
+    async fn attempt(
+        &self,
+        url: &str,
+        body: &[u8],
+        token: Option<&str>,
+        options: &CallOptions,
+    ) -> Result<Attempt, CallError> {
+        let mut request =
+            self.http.post(url).timeout(options.timeout).header(CONTENT_TYPE, "application/json").body(body.to_vec());
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(key) = &options.idempotency_key {
+            request = request.header("Idempotency-Key", key);
+        }
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(err) if err.is_builder() => return Err(CallError::Protocol(format!("{url}: {err}"))),
+            Err(err) => return Ok(Attempt::Transient { failure: describe(&err), retry_after: None }),
+        };
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let bytes = match response.bytes().await {
+            Ok(bytes) => bytes.to_vec(),
+            Err(err) => return Ok(Attempt::Transient { failure: describe(&err), retry_after: None }),
+        };
+        if status.is_success() {
+            return Ok(Attempt::Answered(bytes));
+        }
+        let (code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(body) => (body.error.code, body.error.message),
+            Err(_) => (String::new(), snippet(&bytes)),
+        };
+        if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::TOO_MANY_REQUESTS
+        {
+            let failure = format!("HTTP {status} {code} {message}").trim_end().to_string();
+            return Ok(Attempt::Transient { failure, retry_after });
+        }
+        Ok(Attempt::Rejected { status, code, message })
+    }
+
+    fn note_failure(&self, op: &str, failure: &str) {
+        let mut outage = self.outage.lock().unwrap_or_else(PoisonError::into_inner);
+        if outage.is_none() {
+            *outage = Some(Instant::now());
+            tracing::warn!(
+                target: TARGET,
+                op,
+                exchange = %self.base,
+                failure,
+                "cannot reach the exchange; retrying with backoff until it answers"
+            );
+        }
+    }
+
+    fn note_success(&self, op: &str) {
+        let mut outage = self.outage.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(since) = outage.take() {
+            tracing::info!(
+                target: TARGET,
+                op,
+                exchange = %self.base,
+                down_for_ms = since.elapsed().as_millis() as u64,
+                "the exchange answers again"
+            );
+        }
+    }
+}
+
+/// A 2xx body as `T`; an empty body reads as `null`.
+fn decode<T: DeserializeOwned>(op: &str, bytes: &[u8]) -> Result<T, CallError> {
+    let bytes = if bytes.trim_ascii().is_empty() { b"null".as_slice() } else { bytes };
+    serde_json::from_slice(bytes)
+        .map_err(|err| CallError::Protocol(format!("unexpected answer to {op}: {err}; body: {}", snippet(bytes))))
+}
+
+/// A reqwest error with its causes (the top level alone says little: "error sending request").
+fn describe(err: &reqwest::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The start of a body, for messages.
+fn snippet(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let mut end = text.len().min(200);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::super::testing::{FakeExchange, Reply};
+    use super::*;
+
+    fn options() -> CallOptions {
+        CallOptions { timeout: Duration::from_secs(5), idempotency_key: None, retry_until: None, cancel: None }
+    }
+
+    #[tokio::test]
+    async fn retries_5xx_then_returns_the_answer() {
+        let exchange = FakeExchange::start(|request, count| match request.path.as_str() {
+            "/v1/auth/token" => Reply::json(200, json!({"token": "t1"})),
+            _ if count < 3 => Reply::json(503, json!({"error": {"code": "unavailable", "message": "down"}})),
+            _ => Reply::json(200, json!({"ok": true})),
+        })
+        .await;
+        let client = ExchangeClient::new(&exchange.url(), "key").unwrap();
+        client.login(&options()).await.unwrap();
+        let options = CallOptions { idempotency_key: Some("k-1".into()), ..options() };
+        let answer: serde_json::Value = client.post("test", "/v1/x", &json!({"a": 1}), &options).await.unwrap();
+        assert_eq!(answer, json!({"ok": true}));
+        let calls = exchange.requests_to("/v1/x");
+        assert_eq!(calls.len(), 3);
+        assert!(calls.iter().all(|call| call.header("idempotency-key") == Some("k-1")));
+        assert!(calls.iter().all(|call| call.header("authorization") == Some("Bearer t1")));
+        assert!(calls.iter().all(|call| call.body == calls[0].body));
+    }
+
+    #[tokio::test]
+    async fn a_refused_token_is_renewed_once() {
+        let logins = Arc::new(Mutex::new(0));
+        let exchange = FakeExchange::start({
+            let logins = Arc::clone(&logins);
+            move |request, _| match request.path.as_str() {
+                "/v1/auth/token" => {
+                    let mut logins = logins.lock().unwrap();
+                    *logins += 1;
+                    Reply::json(200, json!({"token": format!("t{logins}")}))
+                }
+                _ if request.header("authorization") == Some("Bearer t2") => Reply::json(200, json!({})),
+                _ => Reply::json(401, json!({"error": {"code": "unauthorized", "message": "expired"}})),
+            }
+        })
+        .await;
+        let client = ExchangeClient::new(&exchange.url(), "key").unwrap();
+        client.login(&options()).await.unwrap();
+        let _: serde_json::Value = client.post("test", "/v1/x", &json!({}), &options()).await.unwrap();
+        assert_eq!(*logins.lock().unwrap(), 2);
+        assert_eq!(exchange.requests_to("/v1/x").len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_bad_api_key_is_unauthorized() {
+        let exchange = FakeExchange::start(|_, _| {
+            Reply::json(401, json!({"error": {"code": "unauthorized", "message": "bad key"}}))
+        })
+        .await;
+        let client = ExchangeClient::new(&exchange.url(), "key").unwrap();
+        let err = client.login(&options()).await.unwrap_err();
+        assert!(matches!(&err, CallError::Unauthorized { message } if message == "bad key"), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn client_errors_are_not_retried() {
+        let exchange = FakeExchange::start(|request, _| match request.path.as_str() {
+            "/v1/auth/token" => Reply::json(200, json!({"token": "t"})),
+            _ => Reply::json(409, json!({"error": {"code": "lease_lost", "message": "gone"}})),
+        })
+        .await;
+        let client = ExchangeClient::new(&exchange.url(), "key").unwrap();
+        client.login(&options()).await.unwrap();
+        let err = client.post::<_, serde_json::Value>("test", "/v1/x", &json!({}), &options()).await.unwrap_err();
+        assert!(matches!(&err, CallError::Api { status, code, .. } if *status == 409 && code == "lease_lost"));
+        assert_eq!(exchange.requests_to("/v1/x").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn retries_stop_at_the_deadline_or_when_cancelled() {
+        // Nothing listens on this port once the listener is dropped: connections are refused.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let client = ExchangeClient::new(&format!("http://127.0.0.1:{port}"), "key").unwrap();
+        let started = Instant::now();
+        let until = CallOptions { retry_until: Some(started + Duration::from_millis(600)), ..options() };
+        let err = client.post::<_, serde_json::Value>("test", "/v1/x", &json!({}), &until).await.unwrap_err();
+        assert!(matches!(err, CallError::GaveUp { .. }), "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+
+        let cancel = Signal::new();
+        let cancelled = CallOptions::until_cancelled(&cancel);
+        let call =
+            tokio::spawn(
+                async move { client.post::<_, serde_json::Value>("test", "/v1/x", &json!({}), &cancelled).await },
+            );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cancel.raise();
+        let err = tokio::time::timeout(Duration::from_secs(2), call).await.unwrap().unwrap().unwrap_err();
+        assert!(matches!(err, CallError::Cancelled), "{err:?}");
+    }
+
+    #[test]
+    fn exchange_time_maps_to_local_instants() {
+        let client = ExchangeClient::new("http://127.0.0.1:1", "key").unwrap();
+        let now = Utc::now();
+        // The exchange's clock runs 60 s ahead of ours.
+        client.observe_exchange_clock(now + chrono::Duration::seconds(60), now, now);
+        let lease = client.local_instant(now + chrono::Duration::seconds(90));
+        let ahead = lease.saturating_duration_since(Instant::now());
+        assert!(ahead > Duration::from_secs(25) && ahead <= Duration::from_secs(30), "{ahead:?}");
+        let past = client.local_instant(now);
+        assert!(past <= Instant::now());
+    }
+}

@@ -1,0 +1,165 @@
+//! The `pcx prover` agent: runs next to a prover's CPUs/GPUs, claims slot jobs from the exchange,
+//! proves them and submits the proofs; and `pcx prover bench`, which measures this machine.
+//!
+//! - [`ProverCli`], [`AgentArgs`], [`BenchArgs`] (`cli`): the command line; [`default_keys_dir`]
+//!   says where proving keys are cached.
+//! - [`main`]: what `pcx prover ...` runs; [`run_agent`] (`worker`): the agent itself, also run
+//!   in-process by tests and `pcx demo`; [`bench()`]: the benchmark table.
+//! - `client`: the HTTP client (bearer token, re-login on 401, retries with `backoff`: 250 ms
+//!   doubling to 5 s, jittered); `api`: the request and response bodies; `signal`: the shutdown
+//!   flags.
+//!
+//! What holds (details in the `worker` and `client` docs): the agent never sends two different
+//! proofs for one job; every proof is sent with `Idempotency-Key: <job_id>` and retried unchanged
+//! until answered or its lease (plus a 5 s grace) is over; an unreachable exchange is retried for as
+//! long as it takes, with one warning per outage; a refused API key stops the agent with an error;
+//! on shutdown the agent claims nothing more, finishes the proofs that can still make their lease,
+//! releases the others, and returns within about a minute.
+//!
+//! Logs use the tracing target `pcx_prover`.
+
+mod api;
+mod backoff;
+mod cli;
+mod client;
+mod signal;
+#[cfg(test)]
+mod testing;
+mod worker;
+
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use tokio::sync::watch;
+
+pub use cli::{default_keys_dir, AgentArgs, BackendChoice, BenchArgs, Fault, ProverCli, ProverCommand};
+pub use worker::run_agent;
+
+use crate::keys::KeyStore;
+use crate::msm::{ArkworksMsm, MsmBackend};
+
+/// The tracing target of the agent's logs.
+pub(crate) const TARGET: &str = "pcx_prover";
+
+/// Runs `pcx prover ...`: the benchmark, or the agent until SIGTERM or Ctrl-C.
+///
+/// The first signal starts a graceful shutdown (see [`run_agent`]); a second one returns an error
+/// at once, without waiting for jobs in hand.
+pub async fn main(cli: ProverCli) -> anyhow::Result<()> {
+    match cli.command {
+        Some(ProverCommand::Bench(args)) => bench(args).await,
+        None => {
+            let signals = listen_for_termination();
+            tokio::select! {
+                result = run_agent(cli.agent, signal_count(signals.clone(), 1)) => result,
+                () = signal_count(signals, 2) => bail!("interrupted twice: stopped without waiting for the jobs in hand"),
+            }
+        }
+    }
+}
+
+/// Runs `pcx prover bench`: measures each size (proving keys are generated and cached on the
+/// first run of a size) and prints the table to stdout.
+pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    let sizes = args.sizes()?;
+    let (backend, _) = resolve_backend(args.backend)?;
+    let keys = Arc::new(KeyStore::new(args.keys_dir.clone().unwrap_or_else(default_keys_dir)));
+    let mut rows = Vec::with_capacity(sizes.len());
+    for size_log2 in sizes {
+        tracing::info!(
+            target: TARGET,
+            size_log2,
+            repetitions = args.repetitions,
+            keys_dir = %keys.dir().display(),
+            "measuring; the first run of a size generates its proving key and caches it, which can take a while"
+        );
+        let (keys, backend, repetitions) = (Arc::clone(&keys), Arc::clone(&backend), args.repetitions);
+        let row = tokio::task::spawn_blocking(move || {
+            crate::bench::measure_prove(&keys, size_log2, backend.as_ref(), repetitions)
+        })
+        .await
+        .context("the benchmark panicked")?
+        .with_context(|| format!("benchmarking size_log2 {size_log2}"))?;
+        rows.push(row);
+    }
+    crate::bench::print_table(&rows);
+    Ok(())
+}
+
+/// The MSM backend for `choice`, and its name for heartbeats.
+pub(crate) fn resolve_backend(choice: BackendChoice) -> anyhow::Result<(Arc<dyn MsmBackend>, &'static str)> {
+    match choice {
+        BackendChoice::Auto => {
+            tracing::info!(
+                target: TARGET,
+                "--backend auto: this build has no GPU backend, so proofs use the CPU backend (arkworks, all cores)"
+            );
+            Ok((Arc::new(ArkworksMsm), "cpu"))
+        }
+        BackendChoice::Cpu => Ok((Arc::new(ArkworksMsm), "cpu")),
+        BackendChoice::Icicle => bail!("the ICICLE backend is not available in this build; use --backend cpu"),
+    }
+}
+
+/// Counts SIGINT (Ctrl-C) and SIGTERM from now on.
+fn listen_for_termination() -> watch::Receiver<u32> {
+    let (count, receiver) = watch::channel(0u32);
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|err| tracing::warn!(target: TARGET, error = %err, "cannot listen for SIGTERM; only Ctrl-C stops the agent"))
+            .ok();
+        let mut ctrl_c_works = true;
+        loop {
+            let listen_ctrl_c = ctrl_c_works;
+            let ctrl_c = async move {
+                if listen_ctrl_c {
+                    tokio::signal::ctrl_c().await
+                } else {
+                    std::future::pending().await
+                }
+            };
+            #[cfg(unix)]
+            let sigterm = async {
+                let received = match terminate.as_mut() {
+                    Some(stream) => stream.recv().await.is_some(),
+                    None => false,
+                };
+                if !received {
+                    std::future::pending::<()>().await;
+                }
+            };
+            #[cfg(not(unix))]
+            let sigterm = std::future::pending::<()>();
+            let name = tokio::select! {
+                result = ctrl_c => match result {
+                    Ok(()) => "Ctrl-C",
+                    Err(err) => {
+                        tracing::warn!(target: TARGET, error = %err, "cannot listen for Ctrl-C");
+                        ctrl_c_works = false;
+                        continue;
+                    }
+                },
+                () = sigterm => "SIGTERM",
+            };
+            count.send_modify(|count| *count = count.saturating_add(1));
+            let seen = *count.borrow();
+            if seen == 1 {
+                tracing::info!(target: TARGET, signal = name, "stopping gracefully; send it again to stop at once");
+            } else {
+                tracing::warn!(target: TARGET, signal = name, "stopping at once");
+            }
+        }
+    });
+    receiver
+}
+
+/// Resolves once `signals` has counted `n` (never, if the listener is gone).
+async fn signal_count(mut signals: watch::Receiver<u32>, n: u32) {
+    if signals.wait_for(|count| *count >= n).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,251 @@
+//! The agent against a scripted exchange on 127.0.0.1 ([`super::testing::FakeExchange`]), proving
+//! real 2^10 hash-chain proofs with keys in a temporary directory.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::testing::{FakeExchange, Reply, Request};
+use super::*;
+use crate::keys::test_support::TempDir;
+
+const TOKEN: &str = "/v1/auth/token";
+const HEARTBEAT: &str = "/v1/agent/heartbeat";
+const CLAIM: &str = "/v1/agent/jobs/claim";
+
+fn job(job_id: Uuid, size_log2: u8, public_input: &str) -> Value {
+    let now = Utc::now();
+    json!({"job": {
+        "job_id": job_id, "contract_id": Uuid::new_v4(), "slot": 7,
+        "proof_class": {"system": "groth16-bn254", "circuit": "hash-chain", "size_log2": size_log2, "deadline_secs": 600},
+        "public_input": public_input, "role": "primary",
+        "opens_at": now, "deadline": now + chrono::Duration::seconds(600),
+        "lease_expires_at": now + chrono::Duration::seconds(120),
+    }})
+}
+
+/// A fake exchange that hands out `jobs` (one per claim, in order), then none, and answers
+/// proofs with `on_proof(n)`.
+async fn exchange(jobs: Vec<Value>, on_proof: fn(usize) -> Reply) -> FakeExchange {
+    FakeExchange::start(move |request, count| match request.path.as_str() {
+        TOKEN => Reply::json(200, json!({"token": "tok", "expires_at": Utc::now()})),
+        HEARTBEAT => Reply::json(200, json!({"agent_id": Uuid::nil(), "server_time": Utc::now(), "heartbeat_secs": 1})),
+        CLAIM => match jobs.get(count - 1) {
+            Some(job) => Reply::json(200, job.clone()),
+            None => Reply::json(200, json!({"job": null})).after(Duration::from_millis(200)),
+        },
+        path if path.ends_with("/proof") => on_proof(count),
+        path if path.ends_with("/release") => Reply::json(200, json!({})),
+        _ => Reply::json(404, json!({"error": {"code": "not_found", "message": "no route"}})),
+    })
+    .await
+}
+
+fn accepted(_: usize) -> Reply {
+    Reply::json(200, json!({"job_id": Uuid::nil(), "accepted": true, "slot_state": "proved", "reason": null}))
+}
+
+fn args(exchange: &FakeExchange, keys: &TempDir) -> AgentArgs {
+    AgentArgs {
+        sizes: vec![10],
+        claim_wait_secs: 1,
+        keys_dir: Some(keys.path().to_path_buf()),
+        ..AgentArgs::new(exchange.url(), "pk_test")
+    }
+}
+
+/// Runs the agent until `done` holds for the requests seen (or 120 s), then shuts it down.
+async fn run_until(exchange: &FakeExchange, args: AgentArgs, done: impl Fn(&[Request]) -> bool) -> anyhow::Result<()> {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let agent = tokio::spawn(run_agent(args, async move {
+        let _ = stopped.await;
+    }));
+    let started = Instant::now();
+    while !done(&exchange.requests()) && !agent.is_finished() && started.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(30), agent).await.expect("the agent stops within 30 s").expect("no panic")
+}
+
+fn count(requests: &[Request], suffix: &str) -> usize {
+    requests.iter().filter(|request| request.path.ends_with(suffix)).count()
+}
+
+fn verifies(keys: &TempDir, proof: &str, seed: u64) -> bool {
+    let store = KeyStore::new(keys.path());
+    let proof = crate::encoding::decode_proof(proof).unwrap();
+    crate::groth16::verify_hash_chain(&store, 10, ark_bn254::Fr::from(seed), &proof).unwrap()
+}
+
+#[tokio::test]
+async fn delivers_a_valid_proof_keyed_by_the_job_id() {
+    let keys = TempDir::new("agent-deliver");
+    let job_id = Uuid::new_v4();
+    let exchange = exchange(vec![job(job_id, 10, "42")], accepted).await;
+    run_until(&exchange, AgentArgs { workers: 2, ..args(&exchange, &keys) }, |seen| count(seen, "/proof") >= 1)
+        .await
+        .unwrap();
+
+    let requests = exchange.requests();
+    assert_eq!(requests[0].path, TOKEN);
+    assert_eq!(requests[0].json(), json!({"api_key": "pk_test"}));
+    let heartbeat = exchange.requests_to(HEARTBEAT)[0].json();
+    assert_eq!(heartbeat["workers"], 2);
+    assert_eq!(heartbeat["backend"], "cpu");
+    let capability = &heartbeat["capabilities"][0];
+    assert_eq!(
+        (&capability["system"], &capability["circuit"], &capability["size_log2"]),
+        (&json!("groth16-bn254"), &json!("hash-chain"), &json!(10))
+    );
+    assert!(capability["prove_ms"].as_u64().unwrap() >= 1);
+    let claim = exchange.requests_to(CLAIM)[0].json();
+    assert_eq!(claim["sizes"], json!([10]));
+    assert_eq!(claim["wait_secs"], 1);
+    assert_eq!(claim["agent_id"], heartbeat["agent_id"]);
+
+    let proofs = exchange.requests_to(&format!("/v1/agent/jobs/{job_id}/proof"));
+    assert_eq!(proofs.len(), 1);
+    assert_eq!(proofs[0].header("idempotency-key"), Some(job_id.to_string().as_str()));
+    assert_eq!(proofs[0].header("authorization"), Some("Bearer tok"));
+    let proof = proofs[0].json()["proof"].as_str().unwrap().to_string();
+    assert!(verifies(&keys, &proof, 42));
+    assert_eq!(count(&requests, "/release"), 0);
+}
+
+#[tokio::test]
+async fn fault_invalid_proves_the_next_input() {
+    let keys = TempDir::new("agent-invalid");
+    let exchange = exchange(vec![job(Uuid::new_v4(), 10, "42")], |_| {
+        Reply::json(
+            200,
+            json!({"job_id": Uuid::nil(), "accepted": false, "slot_state": "open", "reason": "does not verify"}),
+        )
+    })
+    .await;
+    let args = AgentArgs { fault: Some(Fault::Invalid), ..args(&exchange, &keys) };
+    run_until(&exchange, args, |seen| count(seen, "/proof") >= 1).await.unwrap();
+    let proofs: Vec<Request> = exchange.requests().into_iter().filter(|r| r.path.ends_with("/proof")).collect();
+    assert_eq!(proofs.len(), 1);
+    let proof = proofs[0].json()["proof"].as_str().unwrap().to_string();
+    assert!(!verifies(&keys, &proof, 42));
+    assert!(verifies(&keys, &proof, 43));
+}
+
+#[tokio::test]
+async fn a_failed_submission_is_retried_unchanged_and_a_job_handed_out_again_gets_the_same_proof() {
+    let keys = TempDir::new("agent-retry");
+    let job_id = Uuid::new_v4();
+    // The first submission meets a 503; the same job is then handed out a second time.
+    let exchange = exchange(vec![job(job_id, 10, "5"), job(job_id, 10, "5")], |n| match n {
+        1 => Reply::json(503, json!({"error": {"code": "unavailable", "message": "restarting"}})),
+        _ => accepted(n),
+    })
+    .await;
+    run_until(&exchange, args(&exchange, &keys), |seen| count(seen, "/proof") >= 3).await.unwrap();
+    let proofs = exchange.requests_to(&format!("/v1/agent/jobs/{job_id}/proof"));
+    assert_eq!(proofs.len(), 3);
+    assert!(proofs.iter().all(|p| p.body == proofs[0].body));
+    assert!(proofs.iter().all(|p| p.header("idempotency-key") == Some(job_id.to_string().as_str())));
+}
+
+#[tokio::test]
+async fn a_lost_lease_drops_the_job() {
+    let keys = TempDir::new("agent-lease");
+    let exchange = exchange(vec![job(Uuid::new_v4(), 10, "1")], |_| {
+        Reply::json(409, json!({"error": {"code": "lease_lost", "message": "the slot was settled"}}))
+    })
+    .await;
+    // Two more claims after the refusal show the worker went on without re-sending.
+    run_until(&exchange, args(&exchange, &keys), |seen| count(seen, "/proof") >= 1 && count(seen, "/claim") >= 3)
+        .await
+        .unwrap();
+    let requests = exchange.requests();
+    assert_eq!(count(&requests, "/proof"), 1);
+    assert_eq!(count(&requests, "/release"), 0);
+}
+
+#[tokio::test]
+async fn fault_miss_claims_and_never_delivers() {
+    let keys = TempDir::new("agent-miss");
+    let exchange = exchange(vec![job(Uuid::new_v4(), 10, "1")], accepted).await;
+    let args = AgentArgs { fault: Some(Fault::Miss), ..args(&exchange, &keys) };
+    run_until(&exchange, args, |seen| count(seen, "/claim") >= 3).await.unwrap();
+    let requests = exchange.requests();
+    assert_eq!(count(&requests, "/proof"), 0);
+    assert_eq!(count(&requests, "/release"), 0);
+}
+
+#[tokio::test]
+async fn a_job_it_does_not_serve_is_released() {
+    let keys = TempDir::new("agent-release");
+    let job_id = Uuid::new_v4();
+    let exchange = exchange(vec![job(job_id, 12, "1")], accepted).await;
+    run_until(&exchange, args(&exchange, &keys), |seen| count(seen, "/release") >= 1).await.unwrap();
+    assert_eq!(exchange.requests_to(&format!("/v1/agent/jobs/{job_id}/release")).len(), 1);
+    assert_eq!(count(&exchange.requests(), "/proof"), 0);
+}
+
+#[tokio::test]
+async fn a_job_handed_out_as_shutdown_begins_is_released_not_proved() {
+    let keys = TempDir::new("agent-shutdown");
+    let job_id = Uuid::new_v4();
+    let handed_out = job(job_id, 10, "1");
+    // The first claim is answered only after the agent was told to stop.
+    let exchange = FakeExchange::start(move |request, _| match request.path.as_str() {
+        TOKEN => Reply::json(200, json!({"token": "tok"})),
+        HEARTBEAT => Reply::json(200, json!({"heartbeat_secs": 10})),
+        CLAIM => Reply::json(200, handed_out.clone()).after(Duration::from_millis(800)),
+        _ => Reply::json(200, json!({})),
+    })
+    .await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let agent = tokio::spawn(run_agent(args(&exchange, &keys), async move {
+        let _ = stopped.await;
+    }));
+    let started = Instant::now();
+    while exchange.requests_to(CLAIM).is_empty() && started.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(30), agent).await.unwrap().unwrap().unwrap();
+    let requests = exchange.requests();
+    assert_eq!(count(&requests, "/claim"), 1);
+    assert_eq!(exchange.requests_to(&format!("/v1/agent/jobs/{job_id}/release")).len(), 1);
+    assert_eq!(count(&requests, "/proof"), 0);
+}
+
+#[tokio::test]
+async fn a_refused_api_key_stops_the_agent_before_generating_keys() {
+    let keys = TempDir::new("agent-401");
+    let exchange = FakeExchange::start(|_, _| {
+        Reply::json(401, json!({"error": {"code": "unauthorized", "message": "unknown API key"}}))
+    })
+    .await;
+    let err = run_agent(args(&exchange, &keys), std::future::pending()).await.unwrap_err().to_string();
+    assert!(err.contains("refused the API key") && err.contains("unknown API key"), "{err}");
+    assert_eq!(std::fs::read_dir(keys.path()).unwrap().count(), 0);
+}
+
+#[tokio::test]
+async fn shutdown_is_prompt_while_the_exchange_is_unreachable() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let keys = TempDir::new("agent-down");
+    let args = AgentArgs {
+        keys_dir: Some(keys.path().to_path_buf()),
+        ..AgentArgs::new(format!("http://127.0.0.1:{port}"), "pk_test")
+    };
+    let started = Instant::now();
+    run_agent(args, tokio::time::sleep(Duration::from_millis(700))).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn the_icicle_backend_is_refused_clearly() {
+    let err = resolve_backend(BackendChoice::Icicle).err().unwrap().to_string();
+    assert_eq!(err, "the ICICLE backend is not available in this build; use --backend cpu");
+    let args = AgentArgs { backend: BackendChoice::Icicle, ..AgentArgs::new("http://127.0.0.1:1", "k") };
+    assert!(run_agent(args, std::future::pending()).await.is_err());
+}
