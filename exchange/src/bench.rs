@@ -8,6 +8,12 @@
 //!   tasks each committing one-row INSERTs.
 //! - `pcx bench contracts`: quote + accept of a one-year hourly contract with one backup across 50
 //!   provers with random asks: latency percentiles and rows stored per contract.
+//! - `pcx bench deliveries`: verified deliveries per second through the API (claimed jobs, one
+//!   pre-made proof submitted by N concurrent clients) against raw Groth16 verifications per second
+//!   of the same proof on as many threads, in the same run.
+//! - `pcx bench scheduler`: the settlement scheduler with N one-year hourly contracts (seeded in SQL:
+//!   quotes, contracts, blocks): slots materialised, and time per tick while catching up and
+//!   through simulated hours in which every contract's slot opens and is paid.
 
 use std::time::{Duration, Instant};
 
@@ -43,6 +49,37 @@ pub struct ContractsBenchArgs {
     /// Contracts quoted and bought, one after the other.
     #[arg(long, default_value_t = 100)]
     pub contracts: usize,
+    /// Server settings (database, etc.).
+    #[command(flatten)]
+    pub serve: ServeConfig,
+}
+
+/// Options of `pcx bench deliveries`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DeliveriesBenchArgs {
+    /// Slots delivered (each its own one-slot contract).
+    #[arg(long, default_value_t = 250)]
+    pub slots: usize,
+    /// Concurrent clients submitting proofs, and threads verifying in the reference.
+    #[arg(long, default_value_t = 4)]
+    pub clients: usize,
+    /// Circuit size of the proofs.
+    #[arg(long, default_value_t = 10)]
+    pub size_log2: u8,
+    /// Server settings (database, keys, etc.).
+    #[command(flatten)]
+    pub serve: ServeConfig,
+}
+
+/// Options of `pcx bench scheduler`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SchedulerBenchArgs {
+    /// One-year hourly contracts.
+    #[arg(long, default_value_t = 10_000)]
+    pub contracts: usize,
+    /// Simulated hours after the catch-up.
+    #[arg(long, default_value_t = 2)]
+    pub hours: u32,
     /// Server settings (database, etc.).
     #[command(flatten)]
     pub serve: ServeConfig,
@@ -245,4 +282,275 @@ pub async fn contracts(args: ContractsBenchArgs) -> anyhow::Result<()> {
         Ok(())
     })
     .await
+}
+
+/// `pcx bench deliveries` (see the module docs).
+pub async fn deliveries(args: DeliveriesBenchArgs) -> anyhow::Result<()> {
+    let slots = args.slots.clamp(1, 270);
+    let clients = args.clients.max(1);
+    let mut serve = args.serve.clone();
+    serve.min_cadence_secs = 10;
+    serve.settlement.tick_ms = 100;
+    let size = args.size_log2;
+    with_scratch_database(&args.serve.clone(), "pcx_bench", 16, |pool, description| async move {
+        println!("pcx bench deliveries: {slots} slots of hash-chain 2^{size}, {clients} concurrent clients, database {description}");
+        let served = Served::start(&pool, &serve, clients).await?;
+        let class = json!({"system": "groth16-bn254", "circuit": "hash-chain", "size_log2": size, "deadline_secs": 600});
+        let (_, prover, _) = served.account_with_key("prover", "prover", "1000").await?;
+        served.post("/v1/provers/stake", Some(&prover), json!({"amount": "1000"})).await?;
+        let now = Utc::now();
+        served
+            .post(
+                "/v1/offers",
+                Some(&prover),
+                json!({"proof_class": class, "window_start": (now - chrono::Duration::hours(1)).to_rfc3339(),
+                       "window_end": (now + chrono::Duration::hours(6)).to_rfc3339(), "proofs_per_hour": 100_000,
+                       "price_per_proof": "0.000001"}),
+            )
+            .await?;
+        let (_, buyer) = served.account("buyer", "buyer", "1000").await?;
+        let start = now + chrono::Duration::seconds(5);
+        let seed = "4242";
+        for _ in 0..slots {
+            let quote = served
+                .post(
+                    "/v1/quotes",
+                    Some(&buyer),
+                    json!({"proof_class": class, "redundancy": 0,
+                           "schedule": {"start": start.to_rfc3339(), "end": (start + chrono::Duration::seconds(10)).to_rfc3339(), "every_secs": 10}}),
+                )
+                .await?;
+            let contract = served.post("/v1/contracts", Some(&buyer), json!({"quote_id": quote["quote_id"]})).await?;
+            let id = contract["contract_id"].as_str().context("contract_id")?;
+            served.put(&format!("/v1/contracts/{id}/slots/0/input"), Some(&buyer), json!({"public_input": seed})).await?;
+        }
+        // One proof, made once, valid for every slot (they share the input).
+        let keys = std::sync::Arc::new(pcx_prover_pool::keys::KeyStore::new(serve.settlement.resolved_keys_dir()));
+        let seed_fr = pcx_prover_pool::field::parse_field_element(seed)?;
+        let proof_keys = keys.clone();
+        let (proof, inputs) = tokio::task::spawn_blocking(move || {
+            pcx_prover_pool::groth16::prove_hash_chain(&proof_keys, size, seed_fr, &pcx_prover_pool::msm::ArkworksMsm)
+        })
+        .await??;
+        let encoded = pcx_prover_pool::encoding::encode_proof(&proof);
+        let agent = uuid::Uuid::new_v4();
+        let mut jobs = Vec::new();
+        while jobs.len() < slots {
+            let claimed = served
+                .post("/v1/agent/jobs/claim", Some(&prover), json!({"agent_id": agent, "wait_secs": 10, "sizes": [size]}))
+                .await?;
+            let id = claimed["job"]["job_id"].as_str().context("no job to claim")?.to_owned();
+            jobs.push(id);
+        }
+
+        let queue = std::sync::Arc::new(tokio::sync::Mutex::new(jobs));
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..clients {
+            let queue = queue.clone();
+            let http = served.http.clone();
+            let base = served.base.clone();
+            let prover = prover.clone();
+            let encoded = encoded.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                loop {
+                    let Some(job) = queue.lock().await.pop() else { break };
+                    let t = Instant::now();
+                    let reply: serde_json::Value = http
+                        .post(format!("{base}/v1/agent/jobs/{job}/proof"))
+                        .bearer_auth(&prover)
+                        .header("Idempotency-Key", &job)
+                        .json(&json!({"proof": encoded}))
+                        .send()
+                        .await?
+                        .json()
+                        .await?;
+                    anyhow::ensure!(reply["accepted"] == json!(true), "delivery refused: {reply}");
+                    latencies.push(micros_since(t));
+                }
+                Ok::<_, anyhow::Error>(latencies)
+            }));
+        }
+        let api = collect(tasks, started).await?;
+        served.stop().await?;
+
+        // Reference: raw verifications of the same proof on as many threads, for the same count.
+        let pvk = keys.verifying_key(size)?;
+        let per_thread = slots.div_ceil(clients);
+        let started = Instant::now();
+        let mut threads = Vec::new();
+        for _ in 0..clients {
+            let (pvk, proof) = (pvk.clone(), proof.clone());
+            threads.push(std::thread::spawn(move || {
+                let mut latencies = Vec::new();
+                for _ in 0..per_thread {
+                    let t = Instant::now();
+                    assert!(pcx_prover_pool::groth16::verify(&pvk, &inputs, &proof));
+                    latencies.push(micros_since(t));
+                }
+                latencies
+            }));
+        }
+        let mut latencies = Vec::new();
+        for thread in threads {
+            latencies.extend(thread.join().map_err(|_| anyhow::anyhow!("a verifying thread panicked"))?);
+        }
+        let raw = Figures::from_latencies(latencies, started.elapsed());
+
+        println!("{:<48} {:>10} {:>10} {:>10}", "", "ops/s", "p50 ms", "p99 ms");
+        for (name, f) in [("verified deliveries via HTTP API (paid, durable)", &api), ("raw Groth16 verifications (ark-groth16)", &raw)] {
+            println!("{name:<48} {:>10.1} {:>10.2} {:>10.2}", f.rate(), f.quantile_ms(0.5), f.quantile_ms(0.99));
+        }
+        println!("ratio ours/raw: {:.3}", api.rate() / raw.rate());
+        Ok(())
+    })
+    .await
+}
+
+/// `pcx bench scheduler` (see the module docs).
+pub async fn scheduler(args: SchedulerBenchArgs) -> anyhow::Result<()> {
+    let contracts = args.contracts.max(1);
+    let hours = args.hours;
+    let serve = args.serve.clone();
+    with_scratch_database(&args.serve.clone(), "pcx_bench", 16, |pool, description| async move {
+        println!("pcx bench scheduler: {contracts} one-year hourly contracts, database {description}");
+        let listener_addr: std::net::SocketAddr = "127.0.0.1:0".parse()?;
+        let state = crate::AppState::new(pool.clone(), &serve, crate::config::Settings::from_config(&serve, listener_addr)?).await?;
+        let t0 = Utc::now().duration_trunc(chrono::Duration::hours(1))? + chrono::Duration::hours(1);
+        seed_contracts(&pool, contracts, t0).await?;
+        let rows = |pool: PgPool| async move {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM slots").fetch_one(&pool).await
+        };
+
+        // Catch-up: materialise the horizon and fund the first escrow windows, as at start-up.
+        let mut ticks = Vec::new();
+        let started = Instant::now();
+        let mut now = t0 - chrono::Duration::minutes(30);
+        loop {
+            let t = Instant::now();
+            let report = crate::service::settlement::tick(&state, now).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            ticks.push(micros_since(t));
+            if report == crate::service::settlement::TickReport::default() {
+                break;
+            }
+            now += chrono::Duration::milliseconds(1);
+        }
+        let caught_up = Figures::from_latencies(ticks, started.elapsed());
+        let materialised = rows(pool.clone()).await?;
+        println!(
+            "catch-up: {} ticks in {:.1} s (p50 {:.1} ms, max {:.1} ms per tick); {materialised} slots materialised ({:.1} per contract, horizon {} h) instead of {} for the whole terms",
+            caught_up.ops,
+            caught_up.elapsed.as_secs_f64(),
+            caught_up.quantile_ms(0.5),
+            caught_up.latencies_micros.last().copied().unwrap_or(0) as f64 / 1000.0,
+            materialised as f64 / contracts as f64,
+            state.settings.settlement.horizon.num_hours(),
+            contracts * 8760
+        );
+
+        // Simulated hours: every contract's slot opens (no input: unused, paid), the horizon moves.
+        for hour in 0..hours {
+            let at = t0 + chrono::Duration::hours(i64::from(hour)) + chrono::Duration::seconds(1);
+            let mut ticks = Vec::new();
+            let mut opened = 0;
+            let mut materialised = 0;
+            let started = Instant::now();
+            loop {
+                let t = Instant::now();
+                let report = crate::service::settlement::tick(&state, at).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                ticks.push(micros_since(t));
+                opened += report.opened;
+                materialised += report.materialised;
+                if report == crate::service::settlement::TickReport::default() {
+                    break;
+                }
+            }
+            let f = Figures::from_latencies(ticks, started.elapsed());
+            println!(
+                "hour {hour}: {opened} slots opened and paid, {materialised} materialised, in {} ticks, {:.1} s (p50 {:.1} ms per tick)",
+                f.ops,
+                f.elapsed.as_secs_f64(),
+                f.quantile_ms(0.5)
+            );
+        }
+        let idle = {
+            let t = Instant::now();
+            crate::service::settlement::tick(&state, t0 + chrono::Duration::hours(i64::from(hours)) - chrono::Duration::minutes(1))
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            micros_since(t)
+        };
+        println!("idle tick (nothing due): {:.2} ms; slots stored now: {}", idle as f64 / 1000.0, rows(pool.clone()).await?);
+        Ok(())
+    })
+    .await
+}
+
+/// Seeds `n` one-year hourly contracts starting at `start` directly in SQL (one buyer, one prover,
+/// one offer; quotes, contracts and one block each), funded for their first escrow window.
+async fn seed_contracts(pool: &PgPool, n: usize, start: chrono::DateTime<Utc>) -> anyhow::Result<()> {
+    let mut tx = pool.begin().await?;
+    let buyer = uuid::Uuid::new_v4();
+    let prover = uuid::Uuid::new_v4();
+    let n = i64::try_from(n)?;
+    sqlx::query("INSERT INTO accounts (id, name, role) VALUES ($1, 'bench buyer', 'buyer'), ($2, 'bench prover', 'prover')")
+        .bind(buyer)
+        .bind(prover)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("INSERT INTO ledger_accounts (owner_id, kind) SELECT a, k FROM unnest($1::uuid[]) a, unnest(ARRAY['available', 'escrow', 'bonded']) k")
+        .bind(vec![buyer, prover])
+        .execute(&mut *tx)
+        .await?;
+    let funds = crate::store::ledger::post(
+        &mut tx,
+        &pcx_domain::JournalEntry::deposit(pcx_domain::AccountId(buyer), pcx_domain::Money::parse("10000000")?, "bench")?,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let _ = funds;
+    let offer: i64 = sqlx::query_scalar(
+        "INSERT INTO offers (prover_id, system, circuit, size_log2, deadline_secs, window_start, window_end, proofs_per_hour, price_per_proof)
+         VALUES ($1, 'groth16-bn254', 'hash-chain', 12, 600, $2, $2 + interval '400 days', 100000, 0.01) RETURNING id",
+    )
+    .bind(prover)
+    .bind(start - chrono::Duration::hours(1))
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO quotes (id, buyer_id, request, body, allocation, valid_until)
+         SELECT md5('q' || g)::uuid, $1, '{}', '{}', '[]', now() FROM generate_series(1, $2) g",
+    )
+    .bind(buyer)
+    .bind(n)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO contracts (id, buyer_id, quote_id, system, circuit, size_log2, deadline_secs, starts_at, ends_at, every_secs,
+                                proofs_per_slot, redundancy, slot_count, price_per_proof, discount_bps, total, fee, escrow_locked,
+                                status, created_at, materialise_at, escrow_until, escrow_next_at)
+         SELECT md5('c' || g)::uuid, $1, md5('q' || g)::uuid, 'groth16-bn254', 'hash-chain', 12, 600, $2, $2 + interval '365 days',
+                3600, 1, 0, 8760, 0.01, 0, 87.6, 0.876, 0, 'active', now(), $2, 0, $2
+           FROM generate_series(1, $3) g",
+    )
+    .bind(buyer)
+    .bind(start)
+    .bind(n)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO contract_blocks (contract_id, block_no, first_slot, end_slot, starts_at, ends_at, primary_offer_id,
+                                      primary_prover_id, backup_offer_ids, backup_prover_ids, price_per_proof)
+         SELECT md5('c' || g)::uuid, 0, 0, 8760, $1, $1 + interval '365 days', $2, $3, '{}', '{}', 0.01
+           FROM generate_series(1, $4) g",
+    )
+    .bind(start)
+    .bind(offer)
+    .bind(prover)
+    .bind(n)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }

@@ -22,6 +22,17 @@ use crate::AppState;
 /// A JSON response with its status, as stored and replayed.
 pub type JsonReply = (StatusCode, serde_json::Value);
 
+/// A [`JsonReply`] from a serialisable body.
+pub fn reply(status: StatusCode, body: &impl Serialize) -> ApiResult<JsonReply> {
+    Ok((status, serde_json::to_value(body).map_err(ApiError::internal)?))
+}
+
+/// The HTTP response of a [`JsonReply`].
+pub fn respond((status, body): JsonReply) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (status, axum::Json(body)).into_response()
+}
+
 /// SHA-256 over the route and the request body as parsed (so formatting does not matter).
 pub fn request_hash(route: &str, body: &impl Serialize) -> Vec<u8> {
     let mut hasher = Sha256::new();

@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use pcx_exchange::bench::{ContractsBenchArgs, LedgerBenchArgs};
+use pcx_exchange::bench::{ContractsBenchArgs, DeliveriesBenchArgs, LedgerBenchArgs, SchedulerBenchArgs};
 use pcx_exchange::config::{DbConfig, ServeConfig};
 
 #[derive(Debug, Parser)]
@@ -39,6 +39,10 @@ enum BenchCommand {
     Ledger(LedgerBenchArgs),
     /// Quote + accept latency of one-year hourly contracts across 50 provers; rows per contract.
     Contracts(ContractsBenchArgs),
+    /// Verified deliveries per second through the API against raw Groth16 verifications.
+    Deliveries(DeliveriesBenchArgs),
+    /// The settlement scheduler with 10,000 one-year hourly contracts: rows and time per tick.
+    Scheduler(SchedulerBenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -78,6 +82,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Command::Bench { which: BenchCommand::Ledger(args) } => pcx_exchange::bench::ledger(args).await,
             Command::Bench { which: BenchCommand::Contracts(args) } => pcx_exchange::bench::contracts(args).await,
+            Command::Bench { which: BenchCommand::Deliveries(args) } => pcx_exchange::bench::deliveries(args).await,
+            Command::Bench { which: BenchCommand::Scheduler(args) } => pcx_exchange::bench::scheduler(args).await,
         }
     });
     // A proof abandoned at shutdown keeps its blocking thread busy; don't wait for it forever.

@@ -1,7 +1,9 @@
 //! The built-in circuit registry: which circuits the exchange trades, in which sizes.
 //!
-//! The first circuit is `hash-chain`: a chain of 2^size_log2 constraints over BN254 whose public
-//! input is one field element (the seed). Sizes 2^10 ..= 2^20 are traded. Offers and quotes for a
+//! The first circuit is `hash-chain` over BN254: 2^size_log2 − 3 squaring rounds (one constraint
+//! each, so constraints plus its 3 instance variables fill a 2^size_log2 domain), public inputs
+//! `[seed, out]` where the buyer supplies the seed and `out` follows from it
+//! (see [`crate::hash_chain`]). Sizes 2^10 ..= 2^20 are traded. Offers and quotes for a
 //! circuit or size not listed here are refused.
 
 use pcx_domain::{ProofClass, ProofSystem};
@@ -27,7 +29,7 @@ pub const CIRCUITS: &[CircuitSpec] = &[CircuitSpec {
     system: ProofSystem::Groth16Bn254,
     min_size_log2: 10,
     max_size_log2: 20,
-    public_input: "one BN254 scalar field element, as a decimal string",
+    public_input: "the seed: one BN254 scalar field element, as a decimal string",
 }];
 
 /// Why a proof class is not tradeable.

@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -207,14 +207,14 @@ pub async fn submit(
     let prover = caller.account_with_role(Role::Prover)?;
     let hash = idempotency::request_hash(&format!("POST /v1/agent/jobs/{job_id}/proof"), &req);
     let app = state.clone();
-    let (status, body) = idempotency::run(&state, caller.principal, key, hash, move |conn| {
+    let replied = idempotency::run(&state, caller.principal, key, hash, move |conn| {
         Box::pin(async move {
             let outcome = settlement::submit_proof(conn, &app, prover, job_id, &req.proof, Utc::now()).await?;
-            Ok((StatusCode::OK, serde_json::to_value(outcome).map_err(ApiError::internal)?))
+            idempotency::reply(StatusCode::OK, &outcome)
         })
     })
     .await?;
-    Ok((status, Json(body)).into_response())
+    Ok(idempotency::respond(replied))
 }
 
 /// Release answer.

@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -13,7 +13,7 @@ use pcx_domain::{AccountId, AccountKind, AccountRole, Money};
 use crate::auth::{Caller, Principal};
 use crate::error::{ApiError, ApiResult, ErrorCode, ErrorEnvelope};
 use crate::extract::{ApiJson, ApiQuery, IdempotencyKey};
-use crate::idempotency::{self, JsonReply};
+use crate::idempotency::{self, reply, respond};
 use crate::service::funds;
 use crate::store::{self, ledger::Balances};
 use crate::{validate, AppState};
@@ -179,13 +179,6 @@ pub struct WithdrawalResponse {
     pub created_at: DateTime<Utc>,
 }
 
-fn json_reply(status: StatusCode, body: &impl Serialize) -> ApiResult<JsonReply> {
-    Ok((status, serde_json::to_value(body).map_err(ApiError::internal)?))
-}
-
-fn into_response((status, body): JsonReply) -> Response {
-    (status, Json(body)).into_response()
-}
 
 /// Withdraws from the caller's available balance. Honours `Idempotency-Key`.
 #[utoipa::path(post, path = "/v1/withdrawals", tag = "funds", security(("bearer" = [])),
@@ -202,10 +195,10 @@ pub async fn withdraw(
     let account = caller.account()?;
     let amount = validate::positive_amount("amount", &req.amount)?;
     let hash = idempotency::request_hash("POST /v1/withdrawals", &amount.to_string());
-    let reply = idempotency::run(&state, caller.principal, key, hash, move |conn| {
+    let replied = idempotency::run(&state, caller.principal, key, hash, move |conn| {
         Box::pin(async move {
             let done = funds::withdraw(conn, account, amount).await?;
-            json_reply(
+            reply(
                 StatusCode::CREATED,
                 &WithdrawalResponse {
                     withdrawal_id: done.id,
@@ -218,7 +211,7 @@ pub async fn withdraw(
         })
     })
     .await?;
-    Ok(into_response(reply))
+    Ok(respond(replied))
 }
 
 /// An operator's deposit.
@@ -276,10 +269,10 @@ pub async fn deposit(
         "POST /v1/admin/deposits",
         &(account, amount.to_string(), external.clone()),
     );
-    let reply = idempotency::run(&state, Principal::Admin, key, hash, move |conn| {
+    let replied = idempotency::run(&state, Principal::Admin, key, hash, move |conn| {
         Box::pin(async move {
             let done = funds::deposit(conn, account, amount, external.as_deref()).await?;
-            json_reply(
+            reply(
                 StatusCode::CREATED,
                 &DepositResponse {
                     deposit_id: done.id,
@@ -294,7 +287,7 @@ pub async fn deposit(
         })
     })
     .await?;
-    Ok(into_response(reply))
+    Ok(respond(replied))
 }
 
 /// Totals per account kind.

@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Json;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
@@ -15,7 +15,7 @@ use pcx_domain::{AccountId, ProofSystem, Role};
 use crate::auth::{Caller, Principal};
 use crate::error::{ApiError, ApiResult, ErrorCode, ErrorEnvelope};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, IdempotencyKey};
-use crate::idempotency::{self, JsonReply};
+use crate::idempotency::{self, reply, respond};
 use crate::routes::funds::BalancesResponse;
 use crate::service::contracts::{self, ContractView, ProofView, QuoteRequest, QuoteView, Reader, SlotInputView, SlotView};
 use crate::service::offers::{self, OfferInput, OfferView};
@@ -23,13 +23,6 @@ use crate::service::provers;
 use crate::store;
 use crate::{validate, AppState};
 
-fn reply(status: StatusCode, body: &impl Serialize) -> ApiResult<JsonReply> {
-    Ok((status, serde_json::to_value(body).map_err(ApiError::internal)?))
-}
-
-fn respond((status, body): JsonReply) -> Response {
-    (status, Json(body)).into_response()
-}
 
 /// A stake movement.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -49,6 +42,35 @@ pub struct StakeResponse {
     pub balances: BalancesResponse,
 }
 
+/// Which way stake moves.
+#[derive(Debug, Clone, Copy)]
+enum StakeMove {
+    Bond,
+    Release,
+}
+
+async fn move_stake(state: AppState, caller: Caller, key: Option<String>, req: StakeRequest, how: StakeMove) -> ApiResult<Response> {
+    let prover = caller.account_with_role(Role::Prover)?;
+    let amount = validate::positive_amount("amount", &req.amount)?;
+    let route = match how {
+        StakeMove::Bond => "POST /v1/provers/stake",
+        StakeMove::Release => "POST /v1/provers/unstake",
+    };
+    let hash = idempotency::request_hash(route, &amount.to_string());
+    let settings = state.settings.clone();
+    let done = idempotency::run(&state, caller.principal, key, hash, move |conn| {
+        Box::pin(async move {
+            let (entry_id, balances) = match how {
+                StakeMove::Bond => provers::stake(conn, prover, amount).await?,
+                StakeMove::Release => provers::unstake(conn, prover, amount, &settings.market, Utc::now()).await?,
+            };
+            reply(StatusCode::CREATED, &StakeResponse { entry_id, balances: balances.into() })
+        })
+    })
+    .await?;
+    Ok(respond(done))
+}
+
 /// Bonds stake: `available -> bonded`. Honours `Idempotency-Key`.
 #[utoipa::path(post, path = "/v1/provers/stake", tag = "provers", security(("bearer" = [])), request_body = StakeRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
@@ -60,17 +82,7 @@ pub async fn stake(
     IdempotencyKey(key): IdempotencyKey,
     ApiJson(req): ApiJson<StakeRequest>,
 ) -> ApiResult<Response> {
-    let prover = caller.account_with_role(Role::Prover)?;
-    let amount = validate::positive_amount("amount", &req.amount)?;
-    let hash = idempotency::request_hash("POST /v1/provers/stake", &amount.to_string());
-    let done = idempotency::run(&state, caller.principal, key, hash, move |conn| {
-        Box::pin(async move {
-            let (entry_id, balances) = provers::stake(conn, prover, amount).await?;
-            reply(StatusCode::CREATED, &StakeResponse { entry_id, balances: balances.into() })
-        })
-    })
-    .await?;
-    Ok(respond(done))
+    move_stake(state, caller, key, req, StakeMove::Bond).await
 }
 
 /// Releases stake: `bonded -> available`, only what secures no primary slot within the collateral
@@ -85,18 +97,7 @@ pub async fn unstake(
     IdempotencyKey(key): IdempotencyKey,
     ApiJson(req): ApiJson<StakeRequest>,
 ) -> ApiResult<Response> {
-    let prover = caller.account_with_role(Role::Prover)?;
-    let amount = validate::positive_amount("amount", &req.amount)?;
-    let hash = idempotency::request_hash("POST /v1/provers/unstake", &amount.to_string());
-    let settings = state.settings.clone();
-    let done = idempotency::run(&state, caller.principal, key, hash, move |conn| {
-        Box::pin(async move {
-            let (entry_id, balances) = provers::unstake(conn, prover, amount, &settings.market, Utc::now()).await?;
-            reply(StatusCode::CREATED, &StakeResponse { entry_id, balances: balances.into() })
-        })
-    })
-    .await?;
-    Ok(respond(done))
+    move_stake(state, caller, key, req, StakeMove::Release).await
 }
 
 /// Posts an offer (ask). Honours `Idempotency-Key`.

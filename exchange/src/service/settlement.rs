@@ -27,6 +27,8 @@ use crate::AppState;
 
 /// Slots handled per transaction batch.
 const BATCH: i64 = 200;
+/// Most batches of slot openings per tick (each its own transaction).
+const OPEN_BATCHES_PER_TICK: usize = 25;
 /// Most slots materialised per contract per tick.
 const MATERIALISE_CHUNK: i64 = 5_000;
 
@@ -109,13 +111,19 @@ pub async fn tick(state: &AppState, now: DateTime<Utc>) -> ApiResult<TickReport>
         }
     }
 
-    // 3. Open due slots.
-    let mut tx = state.db.begin().await?;
-    for slot in store::settlement::slots_to_open(&mut tx, now, BATCH).await? {
-        open_slot(&mut tx, s, &slot, now).await?;
-        report.opened += 1;
+    // 3. Open due slots, batch after batch: a whole hour's openings should not wait for later ticks.
+    for _ in 0..OPEN_BATCHES_PER_TICK {
+        let mut tx = state.db.begin().await?;
+        let due = store::settlement::slots_to_open(&mut tx, now, BATCH).await?;
+        for slot in &due {
+            open_slot(&mut tx, s, slot, now).await?;
+        }
+        tx.commit().await?;
+        report.opened += due.len() as u64;
+        if (due.len() as i64) < BATCH {
+            break;
+        }
     }
-    tx.commit().await?;
 
     // 4. Fail jobs past their ack deadline or lease. Locks are taken slot first, then job, as
     //    everywhere else, so the scheduler and proof submissions cannot deadlock.

@@ -320,7 +320,7 @@ pub async fn serves(conn: &mut PgConnection, contract: Uuid, prover: Uuid) -> Re
 pub async fn lock_bonded(conn: &mut PgConnection, provers: &[Uuid]) -> Result<Vec<(Uuid, Decimal)>, sqlx::Error> {
     sqlx::query_as(
         "SELECT owner_id, balance FROM ledger_accounts
-          WHERE owner_id = ANY($1) AND kind = 'bonded' ORDER BY owner_id FOR UPDATE",
+          WHERE owner_id = ANY($1) AND kind = 'bonded' ORDER BY owner_id FOR NO KEY UPDATE",
     )
     .bind(provers)
     .fetch_all(conn)

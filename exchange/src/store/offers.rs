@@ -134,7 +134,7 @@ pub async fn insert(conn: &mut PgConnection, offer: &NewOffer<'_>) -> Result<Off
 
 /// One offer, locked for update when `lock`.
 pub async fn get(conn: &mut PgConnection, id: i64, lock: bool) -> Result<Option<OfferRow>, sqlx::Error> {
-    let suffix = if lock { " FOR UPDATE" } else { "" };
+    let suffix = if lock { " FOR NO KEY UPDATE" } else { "" };
     let raw: Option<RawOffer> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM offers WHERE id = $1{suffix}"))
         .bind(id)
         .fetch_optional(conn)

@@ -1,5 +1,9 @@
 //! Slots, jobs and agents: the SQL of settlement. Every function runs on the caller's connection,
 //! so one transition is one transaction.
+//!
+//! Row locks are `FOR NO KEY UPDATE`: they serialise transitions of a row without conflicting with
+//! the `KEY SHARE` locks that foreign keys take (a buyer posting an input, a job row referencing its
+//! slot), which `FOR UPDATE` would turn into deadlocks.
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -42,7 +46,7 @@ pub async fn contracts_to_materialise(
 ) -> Result<Vec<ContractProgress>, sqlx::Error> {
     sqlx::query_as(&format!(
         "SELECT {PROGRESS} FROM contracts WHERE materialise_at <= $1 ORDER BY materialise_at LIMIT $2
-         FOR UPDATE SKIP LOCKED"
+         FOR NO KEY UPDATE SKIP LOCKED"
     ))
     .bind(until)
     .bind(limit)
@@ -58,7 +62,7 @@ pub async fn contracts_to_escrow(
 ) -> Result<Vec<ContractProgress>, sqlx::Error> {
     sqlx::query_as(&format!(
         "SELECT {PROGRESS} FROM contracts WHERE escrow_next_at <= $1 AND status IN ('active', 'suspended')
-          ORDER BY escrow_next_at LIMIT $2 FOR UPDATE SKIP LOCKED"
+          ORDER BY escrow_next_at LIMIT $2 FOR NO KEY UPDATE SKIP LOCKED"
     ))
     .bind(until)
     .bind(limit)
@@ -68,7 +72,7 @@ pub async fn contracts_to_escrow(
 
 /// One contract's progress, locked.
 pub async fn lock_contract(conn: &mut PgConnection, id: Uuid) -> Result<Option<ContractProgress>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {PROGRESS} FROM contracts WHERE id = $1 FOR UPDATE"))
+    sqlx::query_as(&format!("SELECT {PROGRESS} FROM contracts WHERE id = $1 FOR NO KEY UPDATE"))
         .bind(id)
         .fetch_optional(conn)
         .await
@@ -206,7 +210,7 @@ const SLOT: &str = "s.contract_id, s.n, s.opens_at, s.deadline, s.primary_prover
 pub async fn slots_to_open(conn: &mut PgConnection, now: DateTime<Utc>, limit: i64) -> Result<Vec<SlotRow>, sqlx::Error> {
     sqlx::query_as(&format!(
         "SELECT {SLOT} FROM slots s JOIN contracts c ON c.id = s.contract_id
-          WHERE s.state = 'scheduled' AND s.opens_at <= $1 ORDER BY s.opens_at LIMIT $2 FOR UPDATE OF s SKIP LOCKED"
+          WHERE s.state = 'scheduled' AND s.opens_at <= $1 ORDER BY s.opens_at LIMIT $2 FOR NO KEY UPDATE OF s SKIP LOCKED"
     ))
     .bind(now)
     .bind(limit)
@@ -218,7 +222,7 @@ pub async fn slots_to_open(conn: &mut PgConnection, now: DateTime<Utc>, limit: i
 pub async fn slots_past_deadline(conn: &mut PgConnection, now: DateTime<Utc>, limit: i64) -> Result<Vec<SlotRow>, sqlx::Error> {
     sqlx::query_as(&format!(
         "SELECT {SLOT} FROM slots s JOIN contracts c ON c.id = s.contract_id
-          WHERE s.state = 'proving' AND s.deadline <= $1 ORDER BY s.deadline LIMIT $2 FOR UPDATE OF s SKIP LOCKED"
+          WHERE s.state = 'proving' AND s.deadline <= $1 ORDER BY s.deadline LIMIT $2 FOR NO KEY UPDATE OF s SKIP LOCKED"
     ))
     .bind(now)
     .bind(limit)
@@ -230,7 +234,7 @@ pub async fn slots_past_deadline(conn: &mut PgConnection, now: DateTime<Utc>, li
 pub async fn lock_slot(conn: &mut PgConnection, contract: Uuid, n: i64) -> Result<Option<SlotRow>, sqlx::Error> {
     sqlx::query_as(&format!(
         "SELECT {SLOT} FROM slots s JOIN contracts c ON c.id = s.contract_id
-          WHERE s.contract_id = $1 AND s.n = $2 FOR UPDATE OF s"
+          WHERE s.contract_id = $1 AND s.n = $2 FOR NO KEY UPDATE OF s"
     ))
     .bind(contract)
     .bind(n)
@@ -431,7 +435,7 @@ pub async fn expired_jobs(conn: &mut PgConnection, now: DateTime<Utc>, limit: i6
 
 /// One job, locked.
 pub async fn lock_job(conn: &mut PgConnection, id: Uuid) -> Result<Option<JobRow>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {JOB} FROM jobs WHERE id = $1 FOR UPDATE"))
+    sqlx::query_as(&format!("SELECT {JOB} FROM jobs WHERE id = $1 FOR NO KEY UPDATE"))
         .bind(id)
         .fetch_optional(conn)
         .await
@@ -440,7 +444,7 @@ pub async fn lock_job(conn: &mut PgConnection, id: Uuid) -> Result<Option<JobRow
 /// The live job of a slot, locked.
 pub async fn live_job(conn: &mut PgConnection, contract: Uuid, n: i64) -> Result<Option<JobRow>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "SELECT {JOB} FROM jobs WHERE contract_id = $1 AND n = $2 AND state IN ('offered', 'claimed') FOR UPDATE"
+        "SELECT {JOB} FROM jobs WHERE contract_id = $1 AND n = $2 AND state IN ('offered', 'claimed') FOR NO KEY UPDATE"
     ))
     .bind(contract)
     .bind(n)
@@ -492,7 +496,7 @@ pub async fn claim_job(
                      AND (SELECT balance FROM ledger_accounts WHERE owner_id = $1 AND kind = 'bonded')
                          >= s.price * $5))
           ORDER BY (j.prover_id IS NOT NULL) DESC, j.offered_at
-          LIMIT 1 FOR UPDATE OF j SKIP LOCKED",
+          LIMIT 1 FOR NO KEY UPDATE OF j SKIP LOCKED",
     )
     .bind(prover)
     .bind(agent)
@@ -620,7 +624,7 @@ pub async fn contracts_to_complete(conn: &mut PgConnection, limit: i64) -> Resul
         "SELECT {PROGRESS} FROM contracts c
           WHERE c.status IN ('active', 'suspended') AND c.materialise_at IS NULL
             AND NOT EXISTS (SELECT 1 FROM slots s WHERE s.contract_id = c.id AND s.state IN ('scheduled', 'proving'))
-          LIMIT $1 FOR UPDATE SKIP LOCKED"
+          LIMIT $1 FOR NO KEY UPDATE SKIP LOCKED"
     ))
     .bind(limit)
     .fetch_all(conn)
