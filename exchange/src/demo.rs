@@ -182,7 +182,7 @@ async fn market(served: &Served, pool: &PgPool, args: &DemoArgs) -> anyhow::Resu
     for slot in slots["slots"].as_array().into_iter().flatten() {
         println!(
             "{:>4}  {:<10} {:<26} {:<28} {}",
-            slot["n"],
+            slot["n"].as_u64().unwrap_or(0),
             slot["state"].as_str().unwrap_or("?"),
             slot["reason"].as_str().unwrap_or("-"),
             name_of(&slot["delivered_by"]),
