@@ -30,6 +30,15 @@
 //! | lease of a claimed job | `PCX_LEASE_SECS` | `300` |
 //! | invalid-proof slash factor | `PCX_INVALID_SLASH_FACTOR` | `2` |
 //! | Groth16 keys directory | `PCX_KEYS_DIR` | the prover agent's default (`$PCX_DATA_DIR/keys`, else `~/.cache/pcx/keys`) |
+//! | oracle recompute period (0: off) | `PCX_ORACLE_TICK_MS` | `1000` |
+//! | oracle heartbeat | `PCX_ORACLE_HEARTBEAT_SECS` | `60` |
+//! | oracle deviation threshold | `PCX_ORACLE_DEVIATION_BPS` | `100` (1%) |
+//! | oracle minimum sources | `PCX_ORACLE_MIN_SOURCES` | `3` |
+//! | oracle signing key | `PCX_ORACLE_KEY` | generated once, stored in the database |
+//! | EIP-712 chain id | `PCX_ORACLE_CHAIN_ID` | `1` |
+//! | external providers file | `PCX_ORACLE_PROVIDERS` | none |
+//! | provider fetch timeout | `PCX_ORACLE_PROVIDER_TIMEOUT_MS` | `2000` |
+//! | provider refresh period | `PCX_ORACLE_PROVIDER_REFRESH_SECS` | `30` |
 //! | log filter | `PCX_LOG` | `info,sqlx=warn` |
 
 use std::net::SocketAddr;
@@ -130,6 +139,50 @@ pub struct ServeConfig {
     /// Settlement timings.
     #[command(flatten)]
     pub settlement: SettlementConfig,
+
+    /// The pricing oracle.
+    #[command(flatten)]
+    pub oracle: OracleConfig,
+}
+
+/// The pricing oracle's settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OracleConfig {
+    /// How often the oracle recomputes its feeds, in milliseconds (0: never, e.g. in tests that drive it).
+    #[arg(long, env = "PCX_ORACLE_TICK_MS", default_value_t = 1000)]
+    pub oracle_tick_ms: u64,
+
+    /// A feed publishes at least this often, in seconds, even when its price does not move.
+    #[arg(long, env = "PCX_ORACLE_HEARTBEAT_SECS", default_value_t = 60)]
+    pub oracle_heartbeat_secs: u32,
+
+    /// A feed publishes when its price moves more than this, in basis points.
+    #[arg(long, env = "PCX_ORACLE_DEVIATION_BPS", default_value_t = 100)]
+    pub oracle_deviation_bps: u32,
+
+    /// Fewer distinct accepted sources than this: status `insufficient_sources`, no price.
+    #[arg(long, env = "PCX_ORACLE_MIN_SOURCES", default_value_t = 3)]
+    pub oracle_min_sources: usize,
+
+    /// The oracle's signing key (32 bytes hex). Unset: generated once and stored in the database.
+    #[arg(long, env = "PCX_ORACLE_KEY", hide_env_values = true)]
+    pub oracle_key: Option<String>,
+
+    /// Chain id in the EIP-712 domain of signed rounds.
+    #[arg(long, env = "PCX_ORACLE_CHAIN_ID", default_value_t = 1)]
+    pub oracle_chain_id: u64,
+
+    /// JSON file listing external price providers (`{"providers": [...]}`, see docs/ORACLE.md).
+    #[arg(long, env = "PCX_ORACLE_PROVIDERS")]
+    pub oracle_providers: Option<PathBuf>,
+
+    /// Timeout of one external provider fetch, in milliseconds.
+    #[arg(long, env = "PCX_ORACLE_PROVIDER_TIMEOUT_MS", default_value_t = 2000)]
+    pub oracle_provider_timeout_ms: u64,
+
+    /// External providers are fetched at most this often, in seconds.
+    #[arg(long, env = "PCX_ORACLE_PROVIDER_REFRESH_SECS", default_value_t = 30)]
+    pub oracle_provider_refresh_secs: u32,
 }
 
 /// Settlement timings and where verifying keys live.

@@ -61,6 +61,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Groth16 keys, for verifying delivered proofs.
     pub keys: Arc<pcx_prover_pool::keys::KeyStore>,
+    /// The pricing oracle.
+    pub oracle: Arc<service::oracle::OracleRuntime>,
 }
 
 impl AppState {
@@ -89,12 +91,13 @@ impl AppState {
             }
         };
         Ok(AppState {
-            db,
             tokens: Arc::new(TokenKeys::from_secret(jwt_secret.as_bytes())),
             admin_key_hash: Arc::new(auth::hash_api_key(&admin_key)),
             settings: Arc::new(settings),
             metrics: Arc::new(Metrics::default()),
             keys: Arc::new(pcx_prover_pool::keys::KeyStore::new(config.settlement.resolved_keys_dir())),
+            oracle: Arc::new(service::oracle::OracleRuntime::new(&db, &config.oracle).await?),
+            db,
         })
     }
 }
@@ -160,10 +163,12 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let state = AppState::new(database.pool.clone(), &config, settings).await?;
     tracing::info!(address = %bound, docs = %format!("http://{bound}/docs"), "pcx exchange listening");
     let (stop_scheduler, scheduler_stopped) = tokio::sync::watch::channel(false);
-    let scheduler = tokio::spawn(service::settlement::run_scheduler(state.clone(), scheduler_stopped));
+    let scheduler = tokio::spawn(service::settlement::run_scheduler(state.clone(), scheduler_stopped.clone()));
+    let oracle = tokio::spawn(service::oracle::run_oracle(state.clone(), scheduler_stopped));
     let served = run(listener, app(state), shutdown_signal()).await;
     let _ = stop_scheduler.send(true);
     let _ = scheduler.await;
+    let _ = oracle.await;
     database.close().await;
     tracing::info!("pcx exchange stopped");
     served.context("serving HTTP")

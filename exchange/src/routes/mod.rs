@@ -6,6 +6,7 @@ pub mod auth;
 pub mod funds;
 pub mod market;
 pub mod ops;
+pub mod oracle;
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -29,6 +30,7 @@ use crate::AppState;
          (name = "offers", description = "Offers (asks) and the public book"),
          (name = "market", description = "Discounts, quotes, contracts and slots"),
          (name = "agents", description = "Prover agents: heartbeat, jobs, proofs"),
+         (name = "oracle", description = "Signed price estimates: feeds, latest, curve, history, sources, stream"),
          (name = "ops", description = "Health and metrics"))
 )]
 pub struct ApiDoc;
@@ -74,6 +76,14 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(agent::claim))
         .routes(routes!(agent::submit))
         .routes(routes!(agent::release))
+        .routes(routes!(oracle::feeds))
+        .routes(routes!(oracle::latest))
+        .routes(routes!(oracle::curve))
+        .routes(routes!(oracle::history))
+        .routes(routes!(oracle::sources))
+        .routes(routes!(oracle::signer))
+        .routes(routes!(oracle::stream))
+        .routes(routes!(oracle::halt))
         .routes(routes!(ops::health))
         .routes(routes!(ops::metrics))
 }

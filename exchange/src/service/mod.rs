@@ -6,5 +6,6 @@ pub mod accounts;
 pub mod contracts;
 pub mod funds;
 pub mod offers;
+pub mod oracle;
 pub mod provers;
 pub mod settlement;

@@ -18,3 +18,4 @@ pub fn is_constraint_violation(err: &sqlx::Error, constraint: &str) -> bool {
     }
 }
 pub mod settlement;
+pub mod oracle;

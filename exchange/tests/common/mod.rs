@@ -58,6 +58,17 @@ pub fn serve_config() -> ServeConfig {
             invalid_slash_factor: rust_decimal::Decimal::TWO,
             keys_dir: Some(common_keys_dir()),
         },
+        oracle: pcx_exchange::config::OracleConfig {
+            oracle_tick_ms: 0,
+            oracle_heartbeat_secs: 60,
+            oracle_deviation_bps: 100,
+            oracle_min_sources: 3,
+            oracle_key: None,
+            oracle_chain_id: 1,
+            oracle_providers: None,
+            oracle_provider_timeout_ms: 500,
+            oracle_provider_refresh_secs: 0,
+        },
     }
 }
 

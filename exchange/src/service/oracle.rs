@@ -1,0 +1,519 @@
+//! The pricing oracle inside `pcx serve`: gathers sources (asks, executed prices, delivery outcomes,
+//! external price lists), aggregates each feed, publishes signed rounds (on deviation, heartbeat or
+//! status change), keeps the latest round of every feed in memory for readers, and streams rounds,
+//! status changes and heartbeats to SSE subscribers.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+
+use chrono::{DateTime, Duration, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio::sync::broadcast;
+use utoipa::ToSchema;
+
+use pcx_oracle::aggregate::{curve, estimate, Deliveries, Params, Quote, SourceKind};
+use pcx_oracle::feed::{all_feeds, Feed};
+use pcx_oracle::round::{should_publish, FeedStatus, OracleSigner, RoundValues};
+use pcx_oracle::METHODOLOGY_VERSION;
+
+use crate::config::OracleConfig;
+use crate::error::{ApiError, ApiResult};
+use crate::store::{self, oracle::RoundRow};
+use crate::AppState;
+
+/// An external provider, as configured.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// Name (the owner of its quotes).
+    pub name: String,
+    /// `http`: fetch `url`; `static`: use `machines`.
+    pub kind: String,
+    /// Price-list URL (http).
+    pub url: Option<String>,
+    /// The price list (static).
+    pub machines: Option<Vec<Machine>>,
+}
+
+/// A machine of a provider's price list: an hourly rate and what it proves per hour.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Machine {
+    /// Machine id, e.g. `h100`.
+    pub id: String,
+    /// Free text, e.g. "1x H100 80GB".
+    pub hardware: Option<String>,
+    /// Rate in USD per hour (decimal string).
+    pub hourly_usd: String,
+    /// Measured hash-chain proofs per hour, by size_log2 (as a string key).
+    pub proofs_per_hour: HashMap<String, u64>,
+    /// Tightest deadline it serves, in seconds (default 60).
+    pub min_deadline_secs: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProvidersFile {
+    providers: Vec<ProviderConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PriceList {
+    machines: Vec<Machine>,
+}
+
+/// A provider's state after its last fetch.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProviderStatus {
+    /// Provider.
+    pub provider: String,
+    /// `ok` or `excluded`.
+    pub status: String,
+    /// Why excluded: `unreachable: ...`, `timeout after N ms`, `http status N`, `malformed: ...`.
+    pub reason: Option<String>,
+    /// When fetched.
+    pub fetched_at: DateTime<Utc>,
+    #[serde(skip)]
+    machines: Vec<Machine>,
+}
+
+/// An event of the stream.
+#[derive(Debug, Clone)]
+pub struct OracleEvent {
+    /// `round`, `status` or `heartbeat`.
+    pub kind: &'static str,
+    /// JSON payload.
+    pub data: Arc<String>,
+}
+
+/// The latest round of a feed, ready to serve.
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// The values.
+    pub values: RoundValues,
+    /// The stored row (typed data, signature, sources, curve).
+    pub row: RoundRow,
+    /// `GET /v1/oracle/prices/latest` body while fresh, serialised once.
+    pub body: axum::body::Bytes,
+}
+
+/// Resolved settings.
+#[derive(Debug, Clone)]
+pub struct OracleSettings {
+    /// Recompute period (None: off).
+    pub tick: Option<std::time::Duration>,
+    /// Heartbeat.
+    pub heartbeat: Duration,
+    /// Deviation threshold as a fraction.
+    pub deviation: Decimal,
+    /// Provider fetch timeout.
+    pub provider_timeout: std::time::Duration,
+    /// Provider refresh period.
+    pub provider_refresh: Duration,
+}
+
+/// The oracle's state, shared by the publisher task and the readers.
+pub struct OracleRuntime {
+    /// The signing key.
+    pub signer: OracleSigner,
+    /// Every feed.
+    pub feeds: Vec<Feed>,
+    /// Aggregation parameters.
+    pub params: Params,
+    /// Settings.
+    pub settings: OracleSettings,
+    providers: Vec<ProviderConfig>,
+    external: Mutex<Option<(DateTime<Utc>, Vec<ProviderStatus>)>>,
+    latest: RwLock<HashMap<String, Arc<Published>>>,
+    events: broadcast::Sender<OracleEvent>,
+    last_heartbeat: Mutex<Option<DateTime<Utc>>>,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for OracleRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OracleRuntime").field("feeds", &self.feeds.len()).finish()
+    }
+}
+
+/// The body of a latest-price answer.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RoundView {
+    /// Feed.
+    pub feed_id: String,
+    /// Round id (increases per feed).
+    pub round_id: i64,
+    /// Weighted median price per proof; absent unless `ok` (as signed).
+    #[schema(value_type = Option<String>)]
+    pub price: Option<Decimal>,
+    /// Half the weighted inter-quartile range.
+    #[schema(value_type = Option<String>)]
+    pub conf: Option<Decimal>,
+    /// `{"50", "80", "95", "99"}`: the price that gets a proof delivered by the deadline with that probability.
+    #[schema(value_type = Object)]
+    pub quantiles: Value,
+    /// `ok`, `stale` (past valid_until, nothing newer), `insufficient_sources`, `halted`.
+    pub status: String,
+    /// When published.
+    pub published_at: DateTime<Utc>,
+    /// Do not use after this.
+    pub valid_until: DateTime<Utc>,
+    /// Distinct accepted sources.
+    pub n_sources: i32,
+    /// Methodology version (docs/ORACLE.md).
+    pub methodology_version: i32,
+    /// EIP-712 typed data exactly as `eth_signTypedData_v4` takes it.
+    #[schema(value_type = Object)]
+    pub typed_data: Value,
+    /// The oracle's signature of `typed_data` (65 bytes, 0x hex).
+    pub signature: String,
+}
+
+/// The view of a stored round; `status` becomes `stale` when read after `valid_until`.
+pub fn round_view(row: &RoundRow, now: DateTime<Utc>) -> RoundView {
+    let quantiles = match (row.q50, row.q80, row.q95, row.q99) {
+        (Some(a), Some(b), Some(c), Some(d)) => json!({"50": a.normalize().to_string(), "80": b.normalize().to_string(),
+                                                       "95": c.normalize().to_string(), "99": d.normalize().to_string()}),
+        _ => Value::Null,
+    };
+    let status = if now > row.valid_until { FeedStatus::Stale.as_str().to_owned() } else { row.status.clone() };
+    RoundView {
+        feed_id: row.feed_id.clone(),
+        round_id: row.round_id,
+        price: row.price.map(|p| p.normalize()),
+        conf: row.conf.map(|c| c.normalize()),
+        quantiles,
+        status,
+        published_at: row.published_at,
+        valid_until: row.valid_until,
+        n_sources: row.n_sources,
+        methodology_version: row.methodology_version,
+        typed_data: row.typed_data.clone(),
+        signature: row.signature.clone(),
+    }
+}
+
+impl OracleRuntime {
+    /// Builds the runtime: the signing key (configured, or generated once and stored), the feeds,
+    /// the providers file.
+    pub async fn new(pool: &sqlx::PgPool, config: &OracleConfig) -> anyhow::Result<OracleRuntime> {
+        use anyhow::Context;
+        let key = match &config.oracle_key {
+            Some(key) => key.clone(),
+            None => store::secrets::get_or_create(pool, "oracle_key", OracleSigner::generate_key_hex).await?,
+        };
+        let signer = OracleSigner::from_hex(&key, config.oracle_chain_id).context("PCX_ORACLE_KEY")?;
+        let providers = match &config.oracle_providers {
+            Some(path) => load_providers(path)?,
+            None => Vec::new(),
+        };
+        let params = Params { min_sources: config.oracle_min_sources.max(1), ..Params::default() };
+        let (events, _) = broadcast::channel(1024);
+        let runtime = OracleRuntime {
+            signer,
+            feeds: all_feeds("hash-chain", 10..=20),
+            params,
+            settings: OracleSettings {
+                tick: (config.oracle_tick_ms > 0).then(|| std::time::Duration::from_millis(config.oracle_tick_ms)),
+                heartbeat: Duration::seconds(i64::from(config.oracle_heartbeat_secs.max(1))),
+                deviation: Decimal::from(config.oracle_deviation_bps) / Decimal::from(10_000),
+                provider_timeout: std::time::Duration::from_millis(config.oracle_provider_timeout_ms.max(1)),
+                provider_refresh: Duration::seconds(i64::from(config.oracle_provider_refresh_secs)),
+            },
+            providers,
+            external: Mutex::new(None),
+            latest: RwLock::new(HashMap::new()),
+            events,
+            last_heartbeat: Mutex::new(None),
+            http: reqwest::Client::new(),
+        };
+        let mut conn = pool.acquire().await?;
+        for row in store::oracle::latest_rounds(&mut conn).await? {
+            if let Some(published) = runtime.published_from_row(row) {
+                runtime.remember(published);
+            }
+        }
+        tracing::info!(address = %runtime.signer.address(), feeds = runtime.feeds.len(), providers = runtime.providers.len(), "oracle ready");
+        Ok(runtime)
+    }
+
+    fn published_from_row(&self, row: RoundRow) -> Option<Published> {
+        let status = FeedStatus::parse(&row.status)?;
+        let quantiles = match (row.q50, row.q80, row.q95, row.q99) {
+            (Some(a), Some(b), Some(c), Some(d)) => Some([a, b, c, d]),
+            _ => None,
+        };
+        let values = RoundValues {
+            feed_id: row.feed_id.clone(),
+            round_id: u64::try_from(row.round_id).ok()?,
+            price: row.price,
+            conf: row.conf,
+            quantiles,
+            status,
+            published_at: row.published_at,
+            valid_until: row.valid_until,
+            n_sources: u16::try_from(row.n_sources).unwrap_or(u16::MAX),
+            methodology_version: u16::try_from(row.methodology_version).unwrap_or(0),
+        };
+        let body = serde_json::to_vec(&round_view(&row, row.published_at)).ok()?.into();
+        Some(Published { values, row, body })
+    }
+
+    fn remember(&self, published: Published) {
+        let mut latest = self.latest.write().unwrap_or_else(|p| p.into_inner());
+        latest.insert(published.values.feed_id.clone(), Arc::new(published));
+    }
+
+    /// The latest round of a feed.
+    pub fn latest(&self, feed: &str) -> Option<Arc<Published>> {
+        self.latest.read().unwrap_or_else(|p| p.into_inner()).get(feed).cloned()
+    }
+
+    /// A receiver of the event stream.
+    pub fn subscribe(&self) -> broadcast::Receiver<OracleEvent> {
+        self.events.subscribe()
+    }
+
+    /// The feed with this id.
+    pub fn feed(&self, id: &str) -> Option<&Feed> {
+        self.feeds.iter().find(|f| f.feed_id == id)
+    }
+
+    fn emit(&self, kind: &'static str, data: Value) {
+        // No subscriber is not an error.
+        let _ = self.events.send(OracleEvent { kind, data: Arc::new(data.to_string()) });
+    }
+
+    async fn external_statuses(&self, now: DateTime<Utc>) -> Vec<ProviderStatus> {
+        let cached = self.external.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some((at, statuses)) = cached {
+            if now - at < self.settings.provider_refresh {
+                return statuses;
+            }
+        }
+        let mut statuses = Vec::new();
+        let fetches = self.providers.iter().map(|p| fetch_provider(&self.http, p, self.settings.provider_timeout));
+        for (provider, result) in self.providers.iter().zip(futures_util::future::join_all(fetches).await) {
+            let (status, reason, machines) = match result {
+                Ok(machines) => ("ok", None, machines),
+                Err(reason) => {
+                    tracing::warn!(provider = %provider.name, %reason, "external price provider excluded");
+                    ("excluded", Some(reason), Vec::new())
+                }
+            };
+            statuses.push(ProviderStatus { provider: provider.name.clone(), status: status.into(), reason, fetched_at: now, machines });
+        }
+        *self.external.lock().unwrap_or_else(|p| p.into_inner()) = Some((now, statuses.clone()));
+        statuses
+    }
+}
+
+fn load_providers(path: &Path) -> anyhow::Result<Vec<ProviderConfig>> {
+    use anyhow::Context;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading PCX_ORACLE_PROVIDERS {}", path.display()))?;
+    let file: ProvidersFile = serde_json::from_str(&text).with_context(|| format!("{} is not a providers file", path.display()))?;
+    for p in &file.providers {
+        match (p.kind.as_str(), &p.url, &p.machines) {
+            ("http", Some(_), None) | ("static", None, Some(_)) => {}
+            _ => anyhow::bail!("provider {}: kind must be `http` with a `url` or `static` with `machines`", p.name),
+        }
+    }
+    Ok(file.providers)
+}
+
+fn checked_machines(machines: Vec<Machine>) -> Result<Vec<Machine>, String> {
+    for m in &machines {
+        let rate: Decimal = m.hourly_usd.parse().map_err(|_| format!("malformed: machine {}: hourly_usd is not a decimal", m.id))?;
+        if rate <= Decimal::ZERO || m.proofs_per_hour.values().any(|n| *n == 0) {
+            return Err(format!("malformed: machine {}: rates and proofs per hour must be positive", m.id));
+        }
+    }
+    Ok(machines)
+}
+
+/// Fetches a provider's price list; `Err` says why it is excluded.
+async fn fetch_provider(http: &reqwest::Client, provider: &ProviderConfig, timeout: std::time::Duration) -> Result<Vec<Machine>, String> {
+    if let Some(machines) = &provider.machines {
+        return checked_machines(machines.clone());
+    }
+    let url = provider.url.as_deref().unwrap_or_default();
+    let response = match tokio::time::timeout(timeout, http.get(url).send()).await {
+        Err(_) => return Err(format!("timeout after {} ms", timeout.as_millis())),
+        Ok(Err(err)) if err.is_timeout() => return Err(format!("timeout after {} ms", timeout.as_millis())),
+        Ok(Err(err)) => return Err(format!("unreachable: {err}")),
+        Ok(Ok(response)) => response,
+    };
+    if !response.status().is_success() {
+        return Err(format!("http status {}", response.status().as_u16()));
+    }
+    let body = match tokio::time::timeout(timeout, response.bytes()).await {
+        Err(_) => return Err(format!("timeout after {} ms", timeout.as_millis())),
+        Ok(Err(err)) => return Err(format!("unreachable: {err}")),
+        Ok(Ok(body)) => body,
+    };
+    let list: PriceList = serde_json::from_slice(&body).map_err(|e| format!("malformed: {e}"))?;
+    checked_machines(list.machines)
+}
+
+/// One oracle tick at `now`: every feed recomputed, rounds published where due.
+pub async fn tick(state: &AppState, now: DateTime<Utc>) -> ApiResult<usize> {
+    let oracle = &state.oracle;
+    let mut conn = state.db.acquire().await?;
+    let asks = store::oracle::open_asks(&mut conn, now).await?;
+    let executed = store::oracle::executed_since(&mut conn, now - oracle.params.executed_max_age).await?;
+    let outcomes = store::oracle::outcomes_since(&mut conn, now - Duration::days(7)).await?;
+    let halts: HashMap<String, String> = store::oracle::halts(&mut conn).await?.into_iter().collect();
+    drop(conn);
+    let providers = oracle.external_statuses(now).await;
+
+    let mut published = 0;
+    for feed in &oracle.feeds {
+        let class = &feed.proof_class;
+        let serves = |circuit: &str, size: i16, deadline: i32| {
+            circuit == class.circuit && size >= i16::from(class.size_log2) && i64::from(deadline) <= i64::from(class.deadline_secs)
+        };
+        let mut quotes: Vec<Quote> = asks
+            .iter()
+            .filter(|a| serves(&a.circuit, a.size_log2, a.deadline_secs))
+            .map(|a| Quote {
+                source: format!("ask:{}", a.id),
+                owner: format!("prover:{}", a.prover_id),
+                kind: SourceKind::Ask,
+                price: a.price_per_proof,
+                observed_at: now.min(a.created_at.max(now - Duration::hours(1))),
+                available_until: Some(a.window_end),
+            })
+            .collect();
+        quotes.extend(executed.iter().filter(|c| serves(&c.circuit, c.size_log2, c.deadline_secs)).map(|c| Quote {
+            source: format!("executed:{}", c.id),
+            owner: format!("prover:{}", c.prover_id),
+            kind: SourceKind::Executed,
+            price: c.price_per_proof,
+            observed_at: c.created_at,
+            available_until: Some(c.ends_at),
+        }));
+        for provider in providers.iter().filter(|p| p.status == "ok") {
+            for machine in &provider.machines {
+                let Some(per_hour) = machine.proofs_per_hour.get(&class.size_log2.to_string()) else { continue };
+                if machine.min_deadline_secs.unwrap_or(60) > class.deadline_secs {
+                    continue;
+                }
+                let Ok(rate) = machine.hourly_usd.parse::<Decimal>() else { continue };
+                quotes.push(Quote {
+                    source: format!("external:{}/{}", provider.provider, machine.id),
+                    owner: format!("provider:{}", provider.provider),
+                    kind: SourceKind::External,
+                    price: rate / Decimal::from(*per_hour),
+                    observed_at: provider.fetched_at,
+                    available_until: None,
+                });
+            }
+        }
+        let deliveries = outcomes
+            .iter()
+            .filter(|(circuit, size, deadline, _, _)| {
+                *circuit == class.circuit && i16::from(class.size_log2) == *size && i64::from(*deadline) <= i64::from(class.deadline_secs)
+            })
+            .fold(Deliveries::default(), |acc, (_, _, _, d, m)| Deliveries {
+                delivered: acc.delivered + u64::try_from(*d).unwrap_or(0),
+                missed: acc.missed + u64::try_from(*m).unwrap_or(0),
+            });
+
+        let estimate = estimate(quotes.clone(), deliveries, now, &oracle.params);
+        let status = if halts.contains_key(&feed.feed_id) {
+            FeedStatus::Halted
+        } else if estimate.price.is_some() {
+            FeedStatus::Ok
+        } else {
+            FeedStatus::InsufficientSources
+        };
+        let (price, conf, quantiles) = match status {
+            FeedStatus::Ok => (estimate.price, estimate.conf, estimate.quantiles),
+            _ => (None, None, None),
+        };
+        let last = oracle.latest(&feed.feed_id);
+        if !should_publish(last.as_ref().map(|l| &l.values), price, status, now, oracle.settings.deviation, oracle.settings.heartbeat) {
+            continue;
+        }
+        let values = RoundValues {
+            feed_id: feed.feed_id.clone(),
+            round_id: last.as_ref().map_or(1, |l| l.values.round_id + 1),
+            price,
+            conf,
+            quantiles,
+            status,
+            published_at: now,
+            valid_until: now + oracle.settings.heartbeat * 2,
+            n_sources: u16::try_from(estimate.n_sources).unwrap_or(u16::MAX),
+            methodology_version: METHODOLOGY_VERSION,
+        };
+        let signed = oracle.signer.sign(&values).map_err(ApiError::internal)?;
+        let curve = curve(&quotes, deliveries, now, &oracle.params, &state.settings.market.discounts);
+        let sources = json!({
+            "quotes": estimate.assessed,
+            "providers": providers,
+            "deliveries": deliveries,
+            "reliability": estimate.reliability.round_dp(4).normalize().to_string(),
+            "halted": halts.get(&feed.feed_id),
+        });
+        let [q50, q80, q95, q99] = quantiles.map_or([None; 4], |q| q.map(Some));
+        let row = RoundRow {
+            feed_id: feed.feed_id.clone(),
+            round_id: i64::try_from(values.round_id).map_err(ApiError::internal)?,
+            price,
+            conf,
+            q50,
+            q80,
+            q95,
+            q99,
+            status: status.as_str().to_owned(),
+            n_sources: i32::from(values.n_sources),
+            published_at: now,
+            valid_until: values.valid_until,
+            methodology_version: i32::from(METHODOLOGY_VERSION),
+            typed_data: signed.typed_data,
+            signature: signed.signature,
+            sources,
+            curve: serde_json::to_value(&curve).map_err(ApiError::internal)?,
+        };
+        let mut conn = state.db.acquire().await?;
+        store::oracle::insert_round(&mut conn, &row).await?;
+        let view = round_view(&row, now);
+        let status_changed = last.as_ref().is_some_and(|l| l.values.status != status);
+        let body = serde_json::to_vec(&view).map_err(ApiError::internal)?;
+        oracle.remember(Published { values, row, body: body.into() });
+        oracle.emit("round", serde_json::to_value(&view).map_err(ApiError::internal)?);
+        if status_changed {
+            oracle.emit("status", json!({"feed_id": feed.feed_id, "status": status.as_str(), "round_id": view.round_id}));
+        }
+        published += 1;
+    }
+    let mut last_heartbeat = oracle.last_heartbeat.lock().unwrap_or_else(|p| p.into_inner());
+    if last_heartbeat.is_none_or(|t| now - t >= Duration::seconds(15)) {
+        *last_heartbeat = Some(now);
+        oracle.emit("heartbeat", json!({"server_time": now}));
+    }
+    Ok(published)
+}
+
+/// Runs the oracle until `shutdown` resolves (does nothing when the tick is off).
+pub async fn run_oracle(state: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let Some(period) = state.oracle.settings.tick else { return };
+    let mut interval = tokio::time::interval(period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = shutdown.changed() => break,
+        }
+        if *shutdown.borrow() {
+            break;
+        }
+        if let Err(err) = tick(&state, Utc::now()).await {
+            tracing::warn!(error = %err, "oracle tick failed; retrying next tick");
+        }
+    }
+}
