@@ -11,6 +11,9 @@
 //! - `pcx bench deliveries`: verified deliveries per second through the API (claimed jobs, one
 //!   pre-made proof submitted by N concurrent clients) against raw Groth16 verifications per second
 //!   of the same proof on as many threads, in the same run.
+//! - `pcx bench oracle`: latest-price reads per second against a bare axum handler serving the same
+//!   body, in the same run; aggregation (and signing) time of a round with 1,000 sources; time from
+//!   a new round to 1,000 SSE subscribers having it.
 //! - `pcx bench scheduler`: the settlement scheduler with N one-year hourly contracts (seeded in SQL:
 //!   quotes, contracts, blocks): slots materialised, and time per tick while catching up and
 //!   through simulated hours in which every contract's slot opens and is paid.
@@ -80,6 +83,26 @@ pub struct SchedulerBenchArgs {
     /// Simulated hours after the catch-up.
     #[arg(long, default_value_t = 2)]
     pub hours: u32,
+    /// Server settings (database, etc.).
+    #[command(flatten)]
+    pub serve: ServeConfig,
+}
+
+/// Options of `pcx bench oracle`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OracleBenchArgs {
+    /// Concurrent clients reading prices.
+    #[arg(long, default_value_t = 16)]
+    pub clients: usize,
+    /// Seconds each read side runs.
+    #[arg(long, default_value_t = 5)]
+    pub seconds: u64,
+    /// Sources per aggregation round.
+    #[arg(long, default_value_t = 1000)]
+    pub sources: usize,
+    /// SSE subscribers.
+    #[arg(long, default_value_t = 1000)]
+    pub subscribers: usize,
     /// Server settings (database, etc.).
     #[command(flatten)]
     pub serve: ServeConfig,
@@ -553,4 +576,174 @@ async fn seed_contracts(pool: &PgPool, n: usize, start: chrono::DateTime<Utc>) -
     .await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// Drives GETs of `url` from `clients` tasks for `duration`.
+async fn hammer(http: &reqwest::Client, url: String, clients: usize, duration: Duration) -> anyhow::Result<Figures> {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (http, url) = (http.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let response = http.get(&url).send().await?;
+                anyhow::ensure!(response.status() == 200, "GET answered {}", response.status());
+                response.bytes().await?;
+                latencies.push(micros_since(t));
+            }
+            Ok::<_, anyhow::Error>(latencies)
+        }));
+    }
+    collect(tasks, started).await
+}
+
+/// `pcx bench oracle` (see the module docs).
+pub async fn oracle(args: OracleBenchArgs) -> anyhow::Result<()> {
+    let clients = args.clients.max(1);
+    let duration = Duration::from_secs(args.seconds.max(1));
+    let mut serve = args.serve.clone();
+    serve.oracle.oracle_tick_ms = 0;
+    let sources = args.sources.max(1);
+    let subscribers = args.subscribers.max(1);
+    with_scratch_database(&args.serve.clone(), "pcx_bench", 16, |pool, description| async move {
+        println!("pcx bench oracle: {clients} readers, {sources} sources per round, {subscribers} SSE subscribers, database {description}");
+        let served = Served::start(&pool, &serve, clients).await?;
+        let feed = "groth16-bn254:hash-chain:12:600";
+        let now = Utc::now();
+        for i in 0..3 {
+            let (_, prover) = served.account(&format!("prover-{i}"), "prover", "1000").await?;
+            served.post("/v1/provers/stake", Some(&prover), json!({"amount": "1000"})).await?;
+            served
+                .post(
+                    "/v1/offers",
+                    Some(&prover),
+                    json!({"proof_class": {"system": "groth16-bn254", "circuit": "hash-chain", "size_log2": 12, "deadline_secs": 600},
+                           "window_start": (now - chrono::Duration::hours(1)).to_rfc3339(),
+                           "window_end": (now + chrono::Duration::days(30)).to_rfc3339(),
+                           "proofs_per_hour": 10, "price_per_proof": format!("1.0{i}")}),
+                )
+                .await?;
+        }
+        let state = served.state.clone();
+        crate::service::oracle::tick(&state, Utc::now()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let latest_url = format!("{}/v1/oracle/prices/latest?feed={feed}", served.base);
+        let body = served.http.get(&latest_url).send().await?.bytes().await?;
+        anyhow::ensure!(body.len() > 100, "no round to read");
+
+        // A bare axum handler serving the same bytes, for the reference.
+        let bare_body = body.clone();
+        let bare = axum::Router::new().route(
+            "/v1/oracle/prices/latest",
+            axum::routing::get(move || {
+                let body = bare_body.clone();
+                async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], body) }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let bare_url = format!("http://{}/v1/oracle/prices/latest?feed={feed}", listener.local_addr()?);
+        let bare_server = tokio::spawn(async move { axum::serve(listener, bare).await });
+        let http = reqwest::Client::builder().pool_max_idle_per_host(clients).build()?;
+        let ours = hammer(&http, latest_url, clients, duration).await?;
+        let reference = hammer(&http, bare_url, clients, duration).await?;
+        bare_server.abort();
+        println!("{:<40} {:>10} {:>10} {:>10}", "", "reads/s", "p50 ms", "p99 ms");
+        for (name, f) in [("GET /v1/oracle/prices/latest (pcx)", &ours), ("bare axum handler, same body", &reference)] {
+            println!("{name:<40} {:>10.0} {:>10.2} {:>10.2}", f.rate(), f.quantile_ms(0.5), f.quantile_ms(0.99));
+        }
+        println!("ratio pcx/bare: {:.3}", ours.rate() / reference.rate());
+
+        // Aggregation (and signing) of a round with `sources` sources.
+        let mut rng = rand::thread_rng();
+        let quotes: Vec<pcx_oracle::aggregate::Quote> = (0..sources)
+            .map(|i| pcx_oracle::aggregate::Quote {
+                source: format!("ask:{i}"),
+                owner: format!("prover:{}", i % (sources / 2).max(1)),
+                kind: if i % 5 == 0 { pcx_oracle::aggregate::SourceKind::Executed } else { pcx_oracle::aggregate::SourceKind::Ask },
+                price: rust_decimal::Decimal::new(rng.gen_range(900_000..1_200_000), 6),
+                observed_at: now,
+                available_until: None,
+            })
+            .collect();
+        let params = pcx_oracle::aggregate::Params::default();
+        let mut timings = Vec::new();
+        let started = Instant::now();
+        for round_id in 1..=50u64 {
+            let t = Instant::now();
+            let e = pcx_oracle::aggregate::estimate(quotes.clone(), pcx_oracle::aggregate::Deliveries::default(), now, &params);
+            let values = pcx_oracle::round::RoundValues {
+                feed_id: feed.into(),
+                round_id,
+                price: e.price,
+                conf: e.conf,
+                quantiles: e.quantiles,
+                status: pcx_oracle::round::FeedStatus::Ok,
+                published_at: now,
+                valid_until: now,
+                n_sources: u16::try_from(e.n_sources).unwrap_or(u16::MAX),
+                methodology_version: pcx_oracle::METHODOLOGY_VERSION,
+            };
+            state.oracle.signer.sign(&values)?;
+            timings.push(micros_since(t));
+        }
+        let aggregation = Figures::from_latencies(timings, started.elapsed());
+        println!(
+            "aggregation + EIP-712 signing of a round with {sources} sources: p50 {:.2} ms, p99 {:.2} ms",
+            aggregation.quantile_ms(0.5),
+            aggregation.quantile_ms(0.99)
+        );
+
+        // SSE fan-out: `subscribers` connections, one new round.
+        let sse_client = reqwest::Client::builder().pool_max_idle_per_host(0).build()?;
+        let mut streams = Vec::new();
+        for _ in 0..subscribers {
+            streams.push(sse_client.get(format!("{}/v1/oracle/stream", served.base)).send().await?);
+        }
+        let (ready_tx, ready_rx) = tokio::sync::mpsc::channel::<Instant>(subscribers);
+        for mut response in streams {
+            let ready = ready_tx.clone();
+            tokio::spawn(async move {
+                let mut seen = String::new();
+                while let Ok(Some(chunk)) = response.chunk().await {
+                    seen.push_str(&String::from_utf8_lossy(&chunk));
+                    if seen.contains("event: round") {
+                        let _ = ready.send(Instant::now()).await;
+                        return;
+                    }
+                }
+            });
+        }
+        drop(ready_tx);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // An in-process subscriber: its first event marks the moment of publication.
+        let mut first = served.state.oracle.subscribe();
+        // A status change publishes a new round of the feed at the next tick.
+        served.post("/v1/admin/oracle/halt", Some(&served.admin), json!({"feed_id": feed, "halted": true})).await?;
+        let ticked = tokio::spawn({
+            let state = served.state.clone();
+            async move { crate::service::oracle::tick(&state, Utc::now()).await }
+        });
+        first.recv().await?;
+        let published_at = Instant::now();
+        let mut ready_rx = ready_rx;
+        let mut received = Vec::new();
+        while let Ok(Some(at)) = tokio::time::timeout(Duration::from_secs(30), ready_rx.recv()).await {
+            received.push(at);
+            if received.len() == subscribers {
+                break;
+            }
+        }
+        ticked.await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let last = received.iter().max().copied().unwrap_or(published_at);
+        println!(
+            "SSE: {} of {subscribers} subscribers had the new round {:.1} ms after it was published",
+            received.len(),
+            last.saturating_duration_since(published_at).as_secs_f64() * 1000.0
+        );
+        served.stop().await?;
+        Ok(())
+    })
+    .await
 }

@@ -52,6 +52,8 @@ pub struct Served {
     pub admin: String,
     /// The admin API key.
     pub admin_key: String,
+    /// The served application's state.
+    pub state: AppState,
     stop: tokio::sync::oneshot::Sender<()>,
     stop_scheduler: tokio::sync::watch::Sender<bool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -71,11 +73,12 @@ impl Served {
             let _ = stopped.await;
         }));
         let (stop_scheduler, scheduler_stopped) = tokio::sync::watch::channel(false);
-        tokio::spawn(crate::service::settlement::run_scheduler(state, scheduler_stopped));
+        tokio::spawn(crate::service::settlement::run_scheduler(state.clone(), scheduler_stopped.clone()));
+        tokio::spawn(crate::service::oracle::run_oracle(state.clone(), scheduler_stopped));
         let base = format!("http://{addr}");
         let http = reqwest::Client::builder().pool_max_idle_per_host(idle_connections).build()?;
         let admin = token(&http, &base, &admin_key).await?;
-        Ok(Served { base, http, admin, admin_key, stop, stop_scheduler, server })
+        Ok(Served { base, http, admin, admin_key, state, stop, stop_scheduler, server })
     }
 
     /// POSTs JSON; an error unless the answer is 2xx.

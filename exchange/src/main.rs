@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use pcx_exchange::bench::{ContractsBenchArgs, DeliveriesBenchArgs, LedgerBenchArgs, SchedulerBenchArgs};
+use pcx_exchange::bench::{ContractsBenchArgs, DeliveriesBenchArgs, LedgerBenchArgs, OracleBenchArgs, SchedulerBenchArgs};
 use pcx_exchange::config::{DbConfig, ServeConfig};
 
 #[derive(Debug, Parser)]
@@ -43,6 +43,8 @@ enum BenchCommand {
     Deliveries(DeliveriesBenchArgs),
     /// The settlement scheduler with 10,000 one-year hourly contracts: rows and time per tick.
     Scheduler(SchedulerBenchArgs),
+    /// Oracle latest-price reads vs a bare axum handler; aggregation time; SSE fan-out.
+    Oracle(OracleBenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -84,6 +86,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Bench { which: BenchCommand::Contracts(args) } => pcx_exchange::bench::contracts(args).await,
             Command::Bench { which: BenchCommand::Deliveries(args) } => pcx_exchange::bench::deliveries(args).await,
             Command::Bench { which: BenchCommand::Scheduler(args) } => pcx_exchange::bench::scheduler(args).await,
+            Command::Bench { which: BenchCommand::Oracle(args) } => pcx_exchange::bench::oracle(args).await,
         }
     });
     // A proof abandoned at shutdown keeps its blocking thread busy; don't wait for it forever.
