@@ -26,6 +26,7 @@ pub mod extract;
 pub mod idempotency;
 pub mod inprocess;
 pub mod metrics;
+pub mod periodic;
 pub mod routes;
 pub mod service;
 pub mod store;

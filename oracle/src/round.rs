@@ -288,21 +288,24 @@ mod tests {
         }
     }
 
-    /// Verifies through another code path: the typed-data JSON parsed by alloy-dyn-abi (dynamic
-    /// EIP-712 encoding), and the signer recovered with k256 directly.
+    /// Recovers the signer of a signed round through another code path than the signing one: the
+    /// typed-data JSON parsed by alloy-dyn-abi (dynamic EIP-712 encoding), and k256 recovery.
+    fn recover(signed: &SignedRound) -> Option<Address> {
+        let typed: TypedData = serde_json::from_value(signed.typed_data.clone()).ok()?;
+        let hash = typed.eip712_signing_hash().ok()?;
+        let bytes = alloy_primitives::hex::decode(&signed.signature).ok()?;
+        let signature = Signature::from_slice(&bytes[..64]).ok()?;
+        let recovery = RecoveryId::from_byte(bytes[64].checked_sub(27)?)?;
+        let key = VerifyingKey::recover_from_prehash(hash.as_slice(), &signature, recovery).ok()?;
+        let point = key.to_encoded_point(false);
+        Some(Address::from_slice(&alloy_primitives::keccak256(&point.as_bytes()[1..])[12..]))
+    }
+
     #[test]
     fn a_round_verifies_from_its_typed_data_json_alone() {
         let signer = OracleSigner::from_hex(&OracleSigner::generate_key_hex(), 1).unwrap();
         let signed = signer.sign(&round()).unwrap();
-        let typed: TypedData = serde_json::from_value(signed.typed_data.clone()).unwrap();
-        let hash = typed.eip712_signing_hash().unwrap();
-        let bytes = alloy_primitives::hex::decode(&signed.signature).unwrap();
-        let signature = Signature::from_slice(&bytes[..64]).unwrap();
-        let recovery = RecoveryId::from_byte(bytes[64] - 27).unwrap();
-        let key = VerifyingKey::recover_from_prehash(hash.as_slice(), &signature, recovery).unwrap();
-        let point = key.to_encoded_point(false);
-        let address = Address::from_slice(&alloy_primitives::keccak256(&point.as_bytes()[1..])[12..]);
-        assert_eq!(address, signer.address());
+        assert_eq!(recover(&signed), Some(signer.address()));
         assert_eq!(signed.typed_data["message"]["price"], "1250000");
     }
 
@@ -311,16 +314,7 @@ mod tests {
         let signer = OracleSigner::from_hex(&OracleSigner::generate_key_hex(), 1).unwrap();
         let mut signed = signer.sign(&round()).unwrap();
         signed.typed_data["message"]["price"] = json!("1");
-        let typed: TypedData = serde_json::from_value(signed.typed_data).unwrap();
-        let hash = typed.eip712_signing_hash().unwrap();
-        let bytes = alloy_primitives::hex::decode(&signed.signature).unwrap();
-        let signature = Signature::from_slice(&bytes[..64]).unwrap();
-        let key = VerifyingKey::recover_from_prehash(hash.as_slice(), &signature, RecoveryId::from_byte(bytes[64] - 27).unwrap());
-        let recovered = key.map(|k| {
-            let point = k.to_encoded_point(false);
-            Address::from_slice(&alloy_primitives::keccak256(&point.as_bytes()[1..])[12..])
-        });
-        assert_ne!(recovered.ok(), Some(signer.address()));
+        assert_ne!(recover(&signed), Some(signer.address()));
     }
 
     #[test]

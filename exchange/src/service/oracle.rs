@@ -499,21 +499,13 @@ pub async fn tick(state: &AppState, now: DateTime<Utc>) -> ApiResult<usize> {
     Ok(published)
 }
 
-/// Runs the oracle until `shutdown` resolves (does nothing when the tick is off).
-pub async fn run_oracle(state: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+/// Runs the oracle until `shutdown` turns true (does nothing when its tick is off).
+pub async fn run_oracle(state: AppState, shutdown: tokio::sync::watch::Receiver<bool>) {
     let Some(period) = state.oracle.settings.tick else { return };
-    let mut interval = tokio::time::interval(period);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = interval.tick() => {}
-            _ = shutdown.changed() => break,
-        }
-        if *shutdown.borrow() {
-            break;
-        }
+    crate::periodic::every(period, shutdown, || async {
         if let Err(err) = tick(&state, Utc::now()).await {
             tracing::warn!(error = %err, "oracle tick failed; retrying next tick");
         }
-    }
+    })
+    .await;
 }

@@ -461,23 +461,15 @@ pub async fn release(conn: &mut PgConnection, s: &Settings, prover: AccountId, j
     fail_job(conn, s, &job, &slot, JobFailure::Released, now, true).await
 }
 
-/// Runs the scheduler until `shutdown` resolves.
-pub async fn run_scheduler(state: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-    let mut interval = tokio::time::interval(state.settings.settlement.tick);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = interval.tick() => {}
-            _ = shutdown.changed() => break,
-        }
-        if *shutdown.borrow() {
-            break;
-        }
+/// Runs the scheduler until `shutdown` turns true.
+pub async fn run_scheduler(state: AppState, shutdown: tokio::sync::watch::Receiver<bool>) {
+    crate::periodic::every(state.settings.settlement.tick, shutdown, || async {
         match tick(&state, Utc::now()).await {
             Ok(report) if report != TickReport::default() => tracing::debug!(?report, "settlement tick"),
             Ok(_) => {}
             Err(err) => tracing::warn!(error = %err, "settlement tick failed; retrying next tick"),
         }
-    }
+    })
+    .await;
     tracing::info!("settlement scheduler stopped");
 }
