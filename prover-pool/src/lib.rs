@@ -8,6 +8,8 @@
 //! - [`field`]: BN254 scalar field elements as strict decimal text (public inputs in the API).
 //! - [`msm`]: the [`msm::MsmBackend`] trait every prover MSM goes through, the CPU backend and a
 //!   counting diagnostics wrapper.
+//! - [`icicle`]: the ICICLE backend (GPU MSMs), loaded at run time with `dlopen`; checked against
+//!   arkworks before use.
 //! - [`keys`]: Groth16 keys per size from files, or deterministic DEVELOPMENT keys generated and
 //!   cached there (not for production).
 //! - [`groth16`]: our Groth16 prover over the MSM backend, ark-groth16's verifier, and the
@@ -24,6 +26,7 @@ pub mod encoding;
 pub mod field;
 pub mod groth16;
 pub mod hash_chain;
+pub mod icicle;
 pub mod keys;
 pub mod msm;
 pub mod registry;

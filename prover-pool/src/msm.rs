@@ -89,7 +89,7 @@ impl MsmBackend for ArkworksMsm {
     }
 }
 
-fn check_lengths(bases: usize, scalars: usize) -> Result<(), MsmError> {
+pub(crate) fn check_lengths(bases: usize, scalars: usize) -> Result<(), MsmError> {
     if bases == scalars {
         Ok(())
     } else {

@@ -2,8 +2,9 @@
 //!
 //! Everything here is plain data: parsing never touches the network or the disk. Values that clap
 //! cannot check alone (sizes against the circuit registry, at least one worker, a claim wait of at
-//! most 30 s, the `icicle` backend of this build) are checked by [`AgentArgs::validate`] and
-//! [`BenchArgs::sizes`], so agents built in-process (tests, `pcx demo`) get the same checks.
+//! most 30 s) are checked by [`AgentArgs::validate`] and [`BenchArgs::sizes`], so agents built
+//! in-process (tests, `pcx demo`) get the same checks. Whether `--backend icicle` can be used is
+//! only known by loading ICICLE, which `super::select` does.
 
 use std::path::PathBuf;
 
@@ -33,19 +34,26 @@ pub struct ProverCli {
 /// Subcommands of `pcx prover`.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum ProverCommand {
-    /// Measures prove time and proofs/hour per size.
+    /// Measures prove time and proofs/hour per size (with ICICLE: MSM and prove times next to the
+    /// CPU backend's, and a check that both give the same results).
     Bench(BenchArgs),
+    /// Loads ICICLE as ICICLE_FRONTEND_DIR, ICICLE_BACKEND_INSTALL_DIR and ICICLE_DEVICE say and
+    /// checks its MSMs against arkworks; exits non-zero if it cannot be used. The agent and the
+    /// benchmark run this in a child process before loading ICICLE themselves.
+    IcicleSelfTest,
 }
 
 /// Which MSM backend proves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum BackendChoice {
-    /// The best backend this build has (today: `cpu`).
+    /// ICICLE on a GPU when one is registered and passes the self-test against arkworks, else
+    /// the CPU (the reason is logged and sent in heartbeats).
     #[default]
     Auto,
     /// arkworks multi-scalar multiplication on the CPU.
     Cpu,
-    /// ICICLE on an NVIDIA GPU (not available in this build).
+    /// ICICLE (loaded at run time from ICICLE_FRONTEND_DIR, default /opt/icicle/lib; device
+    /// ICICLE_DEVICE, default CUDA); an error if it is missing or fails its self-test.
     Icicle,
 }
 
@@ -70,7 +78,8 @@ pub struct AgentArgs {
     /// Worker tasks proving in parallel; each claims one job at a time.
     #[arg(long, env = "PCX_PROVER_WORKERS", default_value_t = 1)]
     pub workers: usize,
-    /// MSM backend: `auto` picks the best this build has (today `cpu`).
+    /// MSM backend: `auto` uses ICICLE on a GPU when it is installed and agrees with arkworks,
+    /// else the CPU.
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     pub backend: BackendChoice,
     /// TESTING AID, never for real capacity: `miss` claims jobs and never delivers them;
@@ -140,7 +149,9 @@ impl AgentArgs {
 /// Options of `pcx prover bench`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
-    /// MSM backend: `auto` picks the best this build has (today `cpu`).
+    /// MSM backend: `auto` uses ICICLE on a GPU when it is installed and agrees with arkworks,
+    /// else the CPU. With ICICLE the table compares it with the CPU backend, and the command
+    /// fails unless both give the same MSMs and proofs.
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     pub backend: BackendChoice,
     /// Measure this one size (log2 of the constraint count) [default: 10, 12, 14 and 16].
@@ -149,7 +160,7 @@ pub struct BenchArgs {
     /// Measure every even size from 10 up to this one (e.g. 18).
     #[arg(long)]
     pub max_size_log2: Option<u8>,
-    /// Proofs per size; the table shows their mean.
+    /// Proofs per size; the table shows their median.
     #[arg(long, default_value_t = 3)]
     pub repetitions: usize,
     /// Where proving keys are generated once and cached [default: as for the agent].
@@ -303,6 +314,15 @@ mod tests {
         let cli = parse(&["bench", "--size-log2", "30"]).unwrap();
         let Some(ProverCommand::Bench(bench)) = cli.command else { panic!("no bench") };
         assert!(bench.sizes().is_err());
+    }
+
+    #[test]
+    fn the_icicle_self_test_is_a_subcommand() {
+        let cli = parse(&["icicle-self-test"]).unwrap();
+        assert!(matches!(cli.command, Some(ProverCommand::IcicleSelfTest)), "{cli:?}");
+        let cli = parse(&["bench", "--backend", "icicle", "--size-log2", "16"]).unwrap();
+        let Some(ProverCommand::Bench(bench)) = cli.command else { panic!("no bench") };
+        assert_eq!(bench.backend, BackendChoice::Icicle);
     }
 
     #[test]

@@ -5,6 +5,9 @@
 //!   says where proving keys are cached.
 //! - [`main`]: what `pcx prover ...` runs; [`run_agent`] (`worker`): the agent itself, also run
 //!   in-process by tests and `pcx demo`; [`bench()`]: the benchmark table.
+//! - [`select_backend`] (`select`): `--backend auto|cpu|icicle`, shared by the agent and the
+//!   benchmark; ICICLE is used only after its self-test against arkworks passed (in a child
+//!   process first when running as `pcx`: [`icicle_self_test`] is that child's command).
 //! - `client`: the HTTP client (bearer token, re-login on 401, retries with `backoff`: 250 ms
 //!   doubling to 5 s, jittered); `api`: the request and response bodies; `signal`: the shutdown
 //!   flags.
@@ -22,6 +25,7 @@ mod api;
 mod backoff;
 mod cli;
 mod client;
+mod select;
 mod signal;
 #[cfg(test)]
 mod testing;
@@ -33,10 +37,11 @@ use anyhow::{bail, Context};
 use tokio::sync::watch;
 
 pub use cli::{default_keys_dir, AgentArgs, BackendChoice, BenchArgs, Fault, ProverCli, ProverCommand};
+pub use select::{icicle_self_test, select_backend, select_backend_with, Probe, SelectedBackend};
 pub use worker::run_agent;
 
 use crate::keys::KeyStore;
-use crate::msm::{ArkworksMsm, MsmBackend};
+use crate::msm::ArkworksMsm;
 
 /// The tracing target of the agent's logs.
 pub(crate) const TARGET: &str = "pcx_prover";
@@ -45,9 +50,16 @@ pub(crate) const TARGET: &str = "pcx_prover";
 ///
 /// The first signal starts a graceful shutdown (see [`run_agent`]); a second one returns an error
 /// at once, without waiting for jobs in hand.
+///
+/// ICICLE is self-tested in a child process (`<this executable> ... prover icicle-self-test`)
+/// before this process loads it, so an ICICLE that aborts cannot take the agent down.
 pub async fn main(cli: ProverCli) -> anyhow::Result<()> {
+    select::enable_child_probe();
     match cli.command {
         Some(ProverCommand::Bench(args)) => bench(args).await,
+        Some(ProverCommand::IcicleSelfTest) => {
+            tokio::task::spawn_blocking(icicle_self_test).await.context("the ICICLE self-test panicked")?
+        }
         None => {
             let signals = listen_for_termination();
             tokio::select! {
@@ -59,21 +71,35 @@ pub async fn main(cli: ProverCli) -> anyhow::Result<()> {
 }
 
 /// Runs `pcx prover bench`: measures each size (proving keys are generated and cached on the
-/// first run of a size) and prints the table to stdout.
+/// first run of a size) and prints the table to stdout. With ICICLE (chosen by `--backend icicle`,
+/// or by `auto` on a GPU) each size is measured on ICICLE and on the CPU backend side by side, and
+/// the command fails unless ICICLE's MSMs and proofs equal arkworks'.
 pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let sizes = args.sizes()?;
-    let (backend, _) = resolve_backend(args.backend)?;
+    let choice = args.backend;
+    let selected =
+        tokio::task::spawn_blocking(move || select_backend(choice)).await.context("choosing the backend panicked")??;
     let keys = Arc::new(KeyStore::new(args.keys_dir.clone().unwrap_or_else(default_keys_dir)));
+    if selected.is_icicle {
+        let mut rows = Vec::with_capacity(sizes.len());
+        for size_log2 in sizes {
+            log_measuring(&keys, size_log2, args.repetitions);
+            let (keys, backend, repetitions) = (Arc::clone(&keys), Arc::clone(&selected.backend), args.repetitions);
+            let row = tokio::task::spawn_blocking(move || {
+                crate::bench::compare_backends(&keys, size_log2, backend.as_ref(), &ArkworksMsm, repetitions)
+            })
+            .await
+            .context("the benchmark panicked")?
+            .with_context(|| format!("benchmarking size_log2 {size_log2}"))?;
+            rows.push(row);
+        }
+        crate::bench::print_comparison(&rows);
+        return Ok(());
+    }
     let mut rows = Vec::with_capacity(sizes.len());
     for size_log2 in sizes {
-        tracing::info!(
-            target: TARGET,
-            size_log2,
-            repetitions = args.repetitions,
-            keys_dir = %keys.dir().display(),
-            "measuring; the first run of a size generates its proving key and caches it, which can take a while"
-        );
-        let (keys, backend, repetitions) = (Arc::clone(&keys), Arc::clone(&backend), args.repetitions);
+        log_measuring(&keys, size_log2, args.repetitions);
+        let (keys, backend, repetitions) = (Arc::clone(&keys), Arc::clone(&selected.backend), args.repetitions);
         let row = tokio::task::spawn_blocking(move || {
             crate::bench::measure_prove(&keys, size_log2, backend.as_ref(), repetitions)
         })
@@ -82,23 +108,19 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         .with_context(|| format!("benchmarking size_log2 {size_log2}"))?;
         rows.push(row);
     }
+    println!("backend: {}", selected.label);
     crate::bench::print_table(&rows);
     Ok(())
 }
 
-/// The MSM backend for `choice`, and its name for heartbeats.
-pub(crate) fn resolve_backend(choice: BackendChoice) -> anyhow::Result<(Arc<dyn MsmBackend>, &'static str)> {
-    match choice {
-        BackendChoice::Auto => {
-            tracing::info!(
-                target: TARGET,
-                "--backend auto: this build has no GPU backend, so proofs use the CPU backend (arkworks, all cores)"
-            );
-            Ok((Arc::new(ArkworksMsm), "cpu"))
-        }
-        BackendChoice::Cpu => Ok((Arc::new(ArkworksMsm), "cpu")),
-        BackendChoice::Icicle => bail!("the ICICLE backend is not available in this build; use --backend cpu"),
-    }
+fn log_measuring(keys: &KeyStore, size_log2: u8, repetitions: usize) {
+    tracing::info!(
+        target: TARGET,
+        size_log2,
+        repetitions,
+        keys_dir = %keys.dir().display(),
+        "measuring; the first run of a size generates its proving key and caches it, which can take a while"
+    );
 }
 
 /// Counts SIGINT (Ctrl-C) and SIGTERM from now on.

@@ -94,7 +94,9 @@ async fn delivers_a_valid_proof_keyed_by_the_job_id() {
     assert_eq!(requests[0].json(), json!({"api_key": "pk_test"}));
     let heartbeat = exchange.requests_to(HEARTBEAT)[0].json();
     assert_eq!(heartbeat["workers"], 2);
-    assert_eq!(heartbeat["backend"], "cpu");
+    // `auto`: ICICLE on a GPU, else the CPU with the reason (no GPU here in CI).
+    let backend = heartbeat["backend"].as_str().unwrap();
+    assert!(backend.starts_with("cpu (icicle: ICICLE") || backend.starts_with("icicle-"), "{backend}");
     let capability = &heartbeat["capabilities"][0];
     assert_eq!(
         (&capability["system"], &capability["circuit"], &capability["size_log2"]),
@@ -243,9 +245,29 @@ async fn shutdown_is_prompt_while_the_exchange_is_unreachable() {
 }
 
 #[tokio::test]
-async fn the_icicle_backend_is_refused_clearly() {
-    let err = resolve_backend(BackendChoice::Icicle).err().unwrap().to_string();
-    assert_eq!(err, "the ICICLE backend is not available in this build; use --backend cpu");
+async fn the_cpu_backend_is_named_cpu_in_heartbeats() {
+    let keys = TempDir::new("agent-cpu");
+    let exchange = exchange(vec![], accepted).await;
+    let args = AgentArgs { backend: BackendChoice::Cpu, ..args(&exchange, &keys) };
+    run_until(&exchange, args, |seen| count(seen, HEARTBEAT) >= 1).await.unwrap();
+    assert_eq!(exchange.requests_to(HEARTBEAT)[0].json()["backend"], "cpu");
+}
+
+#[tokio::test]
+async fn an_unusable_icicle_backend_is_refused_clearly() {
+    match select_backend(BackendChoice::Icicle) {
+        Ok(selected) => {
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr(), "skipped: ICICLE is usable here ({}), nothing to refuse", selected.label);
+            return;
+        }
+        Err(err) => {
+            let err = err.to_string();
+            assert!(err.starts_with("--backend icicle: ICICLE"), "{err}");
+            assert!(err.ends_with("use --backend cpu (or auto) to prove on the CPU"), "{err}");
+        }
+    }
     let args = AgentArgs { backend: BackendChoice::Icicle, ..AgentArgs::new("http://127.0.0.1:1", "k") };
-    assert!(run_agent(args, std::future::pending()).await.is_err());
+    let err = run_agent(args, std::future::pending()).await.unwrap_err().to_string();
+    assert!(err.starts_with("--backend icicle: ICICLE"), "{err}");
 }

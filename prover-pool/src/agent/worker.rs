@@ -36,7 +36,7 @@ use super::api::{
 use super::cli::{AgentArgs, Fault, CIRCUIT};
 use super::client::{CallError, CallOptions, ExchangeClient, CALL_TIMEOUT};
 use super::signal::Signal;
-use super::{resolve_backend, TARGET};
+use super::{select_backend, TARGET};
 use crate::keys::KeyStore;
 use crate::msm::MsmBackend;
 
@@ -67,7 +67,11 @@ const BOOK_LIMIT: usize = 10_000;
 /// after draining like a shutdown.
 pub async fn run_agent(args: AgentArgs, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     let sizes = args.validate()?;
-    let (backend, backend_name) = resolve_backend(args.backend)?;
+    // Loading ICICLE and its self-test block for up to seconds (minutes for a first CUDA start).
+    let choice = args.backend;
+    let selected =
+        tokio::task::spawn_blocking(move || select_backend(choice)).await.context("choosing the backend panicked")??;
+    let (backend, backend_name) = (selected.backend, selected.label);
     let client = ExchangeClient::new(&args.exchange, args.api_key.as_deref().unwrap_or_default())?;
 
     let stop = Signal::new();
@@ -149,7 +153,7 @@ pub async fn run_agent(args: AgentArgs, shutdown: impl Future<Output = ()> + Sen
         target: TARGET,
         agent_id = %agent.id,
         workers,
-        backend = agent.backend_name,
+        backend = %agent.backend_name,
         sizes = ?agent.sizes,
         heartbeat_secs = every.as_secs(),
         "serving: claiming jobs"
@@ -202,7 +206,8 @@ struct Agent {
     client: ExchangeClient,
     keys: Arc<KeyStore>,
     backend: Arc<dyn MsmBackend>,
-    backend_name: &'static str,
+    /// What heartbeats say the backend is: its name, or `cpu (icicle: <why not>)`.
+    backend_name: String,
     fault: Option<Fault>,
     /// Sizes served, sorted.
     sizes: Vec<u8>,
@@ -287,7 +292,7 @@ impl Agent {
         let body = HeartbeatRequest {
             agent_id: self.id,
             workers: self.workers,
-            backend: self.backend_name,
+            backend: &self.backend_name,
             capabilities: &self.capabilities,
         };
         let sent = Utc::now();
