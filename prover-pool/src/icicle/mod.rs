@@ -17,7 +17,7 @@
 //!   "(g2 on cpu)").
 //!
 //! # Invariants
-//! - ICICLE is loaded at most once per process and never unloaded ([`ffi`] module docs); a second
+//! - ICICLE is loaded at most once per process and never unloaded (`ffi` module docs); a second
 //!   request for another frontend directory is an error ([`IcicleError::AlreadyLoaded`]). A failed
 //!   load is not remembered, so it can be retried.
 //! - An [`IcicleMsm`] exists only for a device that is registered, activatable and has a BN254
@@ -31,7 +31,7 @@
 //!
 //! # Residual risk
 //! ICICLE reports some failures by throwing C++ exceptions, which abort the process. The FFI
-//! wrappers avoid every throw we know of (see [`ffi`]). One remains undetectable from the C API:
+//! wrappers avoid every throw we know of (see the `ffi` module). One remains undetectable from the C API:
 //! a CUDA backend built *without* G2 behind a frontend built *with* it would throw on the first
 //! G2 MSM. The `pcx` binary therefore runs the self-test in a child process first
 //! (`pcx prover icicle-self-test`, see `crate::agent`), so such a crash only fails that child;
