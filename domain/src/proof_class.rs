@@ -14,6 +14,20 @@ pub enum ProofSystem {
     Groth16Bn254,
 }
 
+impl ProofSystem {
+    /// Stable name, as on the wire and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProofSystem::Groth16Bn254 => "groth16-bn254",
+        }
+    }
+
+    /// Parses the stable name.
+    pub fn parse(name: &str) -> Option<Self> {
+        [ProofSystem::Groth16Bn254].into_iter().find(|s| s.as_str() == name)
+    }
+}
+
 /// A class of proofs: `{"system": "groth16-bn254", "circuit": "hash-chain", "size_log2": 12, "deadline_secs": 600}`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -84,6 +98,14 @@ mod tests {
         assert_eq!(parsed, class(12, 600));
         assert_eq!(serde_json::to_string(&parsed).unwrap(), json);
         assert!(serde_json::from_str::<ProofClass>(&json.replace("groth16-bn254", "plonk")).is_err());
+    }
+
+    #[test]
+    fn system_names_round_trip_like_the_wire_format() {
+        let name = ProofSystem::Groth16Bn254.as_str();
+        assert_eq!(serde_json::to_value(ProofSystem::Groth16Bn254).unwrap(), name);
+        assert_eq!(ProofSystem::parse(name), Some(ProofSystem::Groth16Bn254));
+        assert_eq!(ProofSystem::parse("plonk"), None);
     }
 
     #[test]

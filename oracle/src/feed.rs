@@ -25,9 +25,7 @@ pub struct Feed {
 impl Feed {
     /// The feed of a class.
     pub fn of(class: ProofClass) -> Feed {
-        let system = match class.system {
-            ProofSystem::Groth16Bn254 => "groth16-bn254",
-        };
+        let system = class.system.as_str();
         Feed {
             feed_id: format!("{system}:{}:{}:{}", class.circuit, class.size_log2, class.deadline_secs),
             proof_class: class,

@@ -154,18 +154,14 @@ pub async fn claim(
         if let Some(id) = claimed {
             let ticket = store::settlement::ticket(&mut tx, id).await?.ok_or_else(|| ApiError::internal("claimed job vanished"))?;
             tx.commit().await?;
-            let system = serde_json::from_value(serde_json::Value::String(ticket.system)).map_err(ApiError::internal)?;
+            let proof_class =
+                store::offers::proof_class_from_columns(&ticket.system, ticket.circuit, ticket.size_log2, ticket.deadline_secs)?;
             return Ok(Json(ClaimResponse {
                 job: Some(JobView {
                     job_id: ticket.id,
                     contract_id: ticket.contract_id,
                     slot: ticket.n,
-                    proof_class: ProofClass {
-                        system,
-                        circuit: ticket.circuit,
-                        size_log2: u8::try_from(ticket.size_log2).map_err(ApiError::internal)?,
-                        deadline_secs: u32::try_from(ticket.deadline_secs).map_err(ApiError::internal)?,
-                    },
+                    proof_class,
                     public_input: ticket.public_input.unwrap_or_default(),
                     role: ticket.role,
                     opens_at: ticket.opens_at,

@@ -324,7 +324,7 @@ fn money(value: Decimal) -> ApiResult<Money> {
 }
 
 fn contract_view(row: ContractRow, blocks: &[BlockRow]) -> ApiResult<ContractView> {
-    let system = serde_json::from_value(serde_json::Value::String(row.system)).map_err(ApiError::internal)?;
+    let proof_class = store::offers::proof_class_from_columns(&row.system, row.circuit, row.size_log2, row.deadline_secs)?;
     let allocation = blocks
         .iter()
         .map(|b| {
@@ -350,12 +350,7 @@ fn contract_view(row: ContractRow, blocks: &[BlockRow]) -> ApiResult<ContractVie
         buyer_id: AccountId(row.buyer_id),
         status: row.status,
         status_reason: row.status_reason,
-        proof_class: ProofClass {
-            system,
-            circuit: row.circuit,
-            size_log2: u8::try_from(row.size_log2).map_err(ApiError::internal)?,
-            deadline_secs: u32::try_from(row.deadline_secs).map_err(ApiError::internal)?,
-        },
+        proof_class,
         schedule: Schedule {
             start: row.starts_at,
             end: row.ends_at,

@@ -74,23 +74,16 @@ struct RawOffer {
 }
 
 fn decode_error(what: &str) -> sqlx::Error {
-    sqlx::Error::Decode(format!("stored offer has an invalid {what}").into())
+    sqlx::Error::Decode(format!("stored proof class has an invalid {what}").into())
 }
 
 impl TryFrom<RawOffer> for OfferRow {
     type Error = sqlx::Error;
     fn try_from(raw: RawOffer) -> Result<Self, Self::Error> {
-        let system: ProofSystem =
-            serde_json::from_value(serde_json::Value::String(raw.system)).map_err(|_| decode_error("system"))?;
         Ok(OfferRow {
             id: raw.id,
             prover_id: AccountId(raw.prover_id),
-            class: ProofClass {
-                system,
-                circuit: raw.circuit,
-                size_log2: u8::try_from(raw.size_log2).map_err(|_| decode_error("size"))?,
-                deadline_secs: u32::try_from(raw.deadline_secs).map_err(|_| decode_error("deadline"))?,
-            },
+            class: proof_class_from_columns(&raw.system, raw.circuit, raw.size_log2, raw.deadline_secs)?,
             window_start: raw.window_start,
             window_end: raw.window_end,
             proofs_per_hour: u32::try_from(raw.proofs_per_hour).map_err(|_| decode_error("capacity"))?,
@@ -104,10 +97,17 @@ impl TryFrom<RawOffer> for OfferRow {
 
 /// The stable name of a proof system, as stored.
 pub fn system_name(system: ProofSystem) -> String {
-    match serde_json::to_value(system) {
-        Ok(serde_json::Value::String(name)) => name,
-        _ => String::new(),
-    }
+    system.as_str().to_owned()
+}
+
+/// A proof class from its stored columns (offers, contracts, jobs all store it this way).
+pub fn proof_class_from_columns(system: &str, circuit: String, size_log2: i16, deadline_secs: i32) -> Result<ProofClass, sqlx::Error> {
+    Ok(ProofClass {
+        system: ProofSystem::parse(system).ok_or_else(|| decode_error("system"))?,
+        circuit,
+        size_log2: u8::try_from(size_log2).map_err(|_| decode_error("size"))?,
+        deadline_secs: u32::try_from(deadline_secs).map_err(|_| decode_error("deadline"))?,
+    })
 }
 
 /// Stores a new offer.
