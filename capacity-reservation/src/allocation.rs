@@ -1,25 +1,22 @@
 //! Allocation of a forward contract's slots to provers, without overbooking.
 //!
 //! # Model
-//! Capacity is counted per offer in *units*: proofs per clock hour. A contract of cadence
-//! `every_secs` with `proofs_per_slot` proofs needs `units = ceil(3600 / every_secs) x proofs_per_slot`
-//! units (at least `proofs_per_slot`) in every clock hour in which it has slots; a reservation holds
-//! them over a range of whole hours, so two reservations that share a clock hour are both counted
-//! in it. A cadence longer than an hour still holds its units for every hour of its range: the
-//! exchange sells capacity per hour, and that is the bound it can keep.
-//!
-//! Each offer's capacity is sold at most once as primary (`primary units <= proofs_per_hour` at
-//! every hour) and at most once as backup (`backup units <= proofs_per_hour`): a prover is asked to
-//! step in for another at most at the rate it offered.
+//! Capacity is counted per offer and clock hour where the slots are ([`crate::capacity`]): a
+//! reservation holds, in each hour, the proofs of its slots opening in that hour, and an offer
+//! serves the slots opening in its window. Each offer's capacity is sold at most once as primary
+//! and at most once as backup (per hour, primary proofs <= `proofs_per_hour` and backup proofs <=
+//! `proofs_per_hour`): a prover is asked to step in for another at most at the rate it offered.
 //!
 //! # Algorithm
-//! The contract's span (whole hours around its slots) is cut at every offer-window edge and every
-//! edge of an existing reservation, so that within a segment every offer's free capacity is
-//! constant. For each segment holding slots: the primary is the cheapest eligible offer with free
-//! primary units (and enough collateral headroom if the segment falls in the collateral window);
-//! among equally cheap offers the previous segment's primary is kept, else one is drawn at random.
-//! Then `redundancy` backups from distinct provers other than the primary's, cheapest first.
-//! Adjacent segments with the same provers merge into one block: a year with one prover is one block.
+//! The contract's term is cut at every offer-window edge and at every hour where an existing
+//! reservation's count changes, so that within a segment every offer either serves all slots or
+//! none and its other reservations are steady. For each segment holding slots: the primary is the
+//! cheapest eligible offer whose hours stay within capacity with the segment added (and with
+//! enough collateral headroom for the segment's slots in the collateral window); among equally
+//! cheap offers the previous segment's primary is kept, else one is drawn at random. Then
+//! `redundancy` backups from distinct provers other than the primary's, cheapest first. What a
+//! segment takes is added to the offers' load before the next one is allocated. Adjacent segments
+//! with the same provers merge into one block: a year with one prover is one block.
 //!
 //! # Invariants (property-tested)
 //! - the blocks' slot ranges partition `0..slot_count` in order: no slot without a primary;
@@ -36,9 +33,8 @@ use utoipa::ToSchema;
 
 use pcx_domain::{AccountId, Money, ProofClass, Schedule};
 
+use crate::capacity::{peak_with, SlotRun};
 use crate::pricing::TieredPrice;
-
-const HOUR_SECS: i64 = 3600;
 
 /// Whether a reservation is for the primary prover or a backup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -58,6 +54,11 @@ impl ReservationRole {
             ReservationRole::Backup => "backup",
         }
     }
+
+    /// Parses the stable name.
+    pub fn parse(name: &str) -> Option<Self> {
+        [ReservationRole::Primary, ReservationRole::Backup].into_iter().find(|r| r.as_str() == name)
+    }
 }
 
 /// A reservation already holding an offer's capacity.
@@ -65,12 +66,8 @@ impl ReservationRole {
 pub struct Held {
     /// Primary or backup.
     pub role: ReservationRole,
-    /// Whole-hour range start.
-    pub starts_at: DateTime<Utc>,
-    /// Whole-hour range end (exclusive).
-    pub ends_at: DateTime<Utc>,
-    /// Units held per hour.
-    pub units_per_hour: u32,
+    /// The slots it holds.
+    pub run: SlotRun,
 }
 
 /// An active offer as the allocator sees it.
@@ -115,6 +112,7 @@ pub struct ContractRequest {
 
 /// The collateral rule as the allocator applies it: a primary's stake must cover
 /// `slash_multiplier x price` for each of its proofs opening within `[now, now + window)`.
+/// Provers missing from `headroom` have none.
 #[derive(Debug, Clone)]
 pub struct CollateralTerms {
     /// Now.
@@ -143,9 +141,9 @@ pub struct Block {
     pub first_slot: u64,
     /// End slot (exclusive).
     pub end_slot: u64,
-    /// Start of the whole-hour range its reservations hold.
+    /// Start of the first clock hour its slots open in.
     pub starts_at: DateTime<Utc>,
-    /// End of that range (exclusive).
+    /// End of the last clock hour its slots open in (exclusive).
     pub ends_at: DateTime<Utc>,
     /// The primary.
     pub primary: Assignment,
@@ -156,7 +154,7 @@ pub struct Block {
 /// The allocation of a whole contract.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Allocation {
-    /// Units each reservation holds per hour.
+    /// The most proofs the contract has in one clock hour (what a prover must at least offer).
     pub units_per_hour: u32,
     /// Blocks in slot order.
     pub blocks: Vec<Block>,
@@ -182,81 +180,60 @@ pub enum AllocationError {
     },
 }
 
-/// Units per hour that a cadence needs.
-pub fn units_per_hour(every_secs: u32, proofs_per_slot: u32) -> u32 {
-    let every = every_secs.max(1);
-    (HOUR_SECS as u32).div_ceil(every).max(1).saturating_mul(proofs_per_slot.max(1))
-}
-
-/// The start of the clock hour holding `t`.
-pub fn floor_hour(t: DateTime<Utc>) -> DateTime<Utc> {
-    DateTime::from_timestamp(t.timestamp().div_euclid(HOUR_SECS) * HOUR_SECS, 0).unwrap_or(t)
-}
-
-/// The first whole hour at or after `t`.
-pub fn ceil_hour(t: DateTime<Utc>) -> DateTime<Utc> {
-    let floor = floor_hour(t);
-    if floor == t {
-        t
-    } else {
-        floor + Duration::seconds(HOUR_SECS)
-    }
-}
-
-/// Slots of `schedule` opening in `[from, to)`, as a range of slot numbers.
-pub fn slots_between(schedule: &Schedule, from: DateTime<Utc>, to: DateTime<Utc>) -> (u64, u64) {
-    let count = schedule.slot_count();
-    let every = i64::from(schedule.every_secs.max(1));
-    let index_at = |t: DateTime<Utc>| -> u64 {
-        let offset = (t - schedule.start).num_seconds();
-        if offset <= 0 {
-            0
-        } else {
-            u64::try_from((offset + every - 1) / every).unwrap_or(u64::MAX).min(count)
-        }
-    };
-    (index_at(from), index_at(to))
-}
-
 impl OfferSnapshot {
-    fn load_at(&self, role: ReservationRole, t: DateTime<Utc>) -> u32 {
-        self.held
-            .iter()
-            .filter(|h| h.role == role && h.starts_at <= t && t < h.ends_at)
-            .map(|h| h.units_per_hour)
-            .sum()
+    /// Whether its window holds every slot of `run`.
+    fn serves(&self, run: &SlotRun) -> bool {
+        self.window_start <= run.first_at() && run.last_at() < self.window_end
     }
+}
 
-    fn free_over(&self, role: ReservationRole, from: DateTime<Utc>, to: DateTime<Utc>) -> u32 {
-        if ceil_hour(self.window_start) > from || floor_hour(self.window_end) < to {
-            return 0;
+/// What the allocation has taken from one eligible offer so far, per role.
+#[derive(Debug, Default)]
+struct Taken {
+    primary: Vec<SlotRun>,
+    backup: Vec<SlotRun>,
+}
+
+/// An eligible offer with what this allocation took from it.
+struct Candidate<'a> {
+    offer: &'a OfferSnapshot,
+    taken: Taken,
+}
+
+impl Candidate<'_> {
+    /// Whether `run` fits the offer's capacity for `role`, with its reservations and what this
+    /// allocation already took.
+    fn fits(&self, role: ReservationRole, run: &SlotRun) -> bool {
+        if !self.offer.serves(run) {
+            return false;
         }
-        self.proofs_per_hour.saturating_sub(self.load_at(role, from))
+        let taken = match role {
+            ReservationRole::Primary => &self.taken.primary,
+            ReservationRole::Backup => &self.taken.backup,
+        };
+        let load: Vec<&SlotRun> =
+            self.offer.held.iter().filter(|h| h.role == role).map(|h| &h.run).chain(taken.iter()).collect();
+        peak_with(&load, run) <= u64::from(self.offer.proofs_per_hour)
+    }
+
+    fn take(&mut self, role: ReservationRole, run: SlotRun) {
+        match role {
+            ReservationRole::Primary => self.taken.primary.push(run),
+            ReservationRole::Backup => self.taken.backup.push(run),
+        }
     }
 }
 
-/// Exposure of a primary over `[from, to)`: `multiplier x price x units x hours in the window`.
-fn collateral_needed(
-    terms: &CollateralTerms,
-    price: Money,
-    units: u32,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> Decimal {
-    let window_end = terms.now + terms.window;
-    let start = from.max(terms.now);
-    let end = to.min(window_end);
-    if end <= start {
-        return Decimal::ZERO;
-    }
-    let hours = Decimal::from((end - start).num_seconds()) / Decimal::from(HOUR_SECS);
-    terms.slash_multiplier * price.as_decimal() * Decimal::from(units) * hours
+/// Exposure of a primary for `run`: `multiplier x price x its proofs opening in the window`.
+fn collateral_needed(terms: &CollateralTerms, price: Money, run: &SlotRun) -> Decimal {
+    let proofs = run.proofs_opening_in(terms.now, terms.now + terms.window);
+    terms.slash_multiplier * price.as_decimal() * Decimal::from(proofs)
 }
 
-/// Hours `[from, to)` given to one primary and its backups (indices into the eligible offers).
+/// Slots `[first, end)` given to one primary and its backups (indices into the candidates).
 struct Segment {
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
+    first: u64,
+    end: u64,
     primary: usize,
     backups: Vec<usize>,
 }
@@ -270,32 +247,27 @@ pub fn allocate(
 ) -> Result<Allocation, AllocationError> {
     let schedule = &request.schedule;
     let slot_count = schedule.slot_count();
-    let last_open = slot_count.checked_sub(1).and_then(|n| schedule.slot_opens_at(n)).ok_or(AllocationError::NoSlots)?;
-    let units = units_per_hour(schedule.every_secs, request.proofs_per_slot);
-    let span = (floor_hour(schedule.start), floor_hour(last_open) + Duration::seconds(HOUR_SECS));
+    let whole = SlotRun::of(schedule, 0..slot_count, request.proofs_per_slot).ok_or(AllocationError::NoSlots)?;
+    let units = u32::try_from(whole.peak_hourly()).unwrap_or(u32::MAX);
 
-    let eligible: Vec<&OfferSnapshot> = offers
+    let mut candidates: Vec<Candidate> = offers
         .iter()
         .filter(|o| o.class.covers(&request.class))
         .filter(|o| request.max_price_per_proof.is_none_or(|max| o.price.base() <= max))
         .filter(|o| request.min_reputation.is_none_or(|min| o.reputation >= min))
         .filter(|o| o.proofs_per_hour >= units)
+        .map(|offer| Candidate { offer, taken: Taken::default() })
         .collect();
 
-    let mut points = BTreeSet::from([span.0, span.1]);
-    let inside = |t: DateTime<Utc>| span.0 < t && t < span.1;
-    for offer in &eligible {
-        for t in [ceil_hour(offer.window_start), floor_hour(offer.window_end)] {
-            if inside(t) {
-                points.insert(t);
-            }
-        }
-        for held in &offer.held {
-            for t in [held.starts_at, held.ends_at] {
-                if inside(t) {
-                    points.insert(t);
-                }
-            }
+    let (start, end) = (schedule.start, schedule.end);
+    let mut points = BTreeSet::from([start, end]);
+    let inside = |t: DateTime<Utc>| start < t && t < end;
+    for c in &candidates {
+        points.extend([c.offer.window_start, c.offer.window_end].into_iter().filter(|t| inside(*t)));
+        for held in &c.offer.held {
+            let (first, last) = (held.run.first_hour(), held.run.end_hour());
+            let hour = Duration::hours(1);
+            points.extend([first, first + hour, last - hour, last].into_iter().filter(|t| inside(*t)));
         }
     }
     let points: Vec<DateTime<Utc>> = points.into_iter().collect();
@@ -303,96 +275,100 @@ pub fn allocate(
     let mut chosen: Vec<Segment> = Vec::new();
     let mut previous: Option<(usize, Vec<usize>)> = None;
     for window in points.windows(2) {
-        let (from, to) = (window[0], window[1]);
-        let (first, end) = slots_between(schedule, from, to);
-        if first >= end {
+        let range = schedule.slots_between(window[0], window[1]);
+        let Some(run) = SlotRun::of(schedule, range.clone(), request.proofs_per_slot) else {
             previous = None;
             continue;
-        }
-        let primary = pick_primary(&eligible, collateral, units, from, to, previous.as_ref().map(|p| p.0), rng)
-            .ok_or(AllocationError::InsufficientCapacity { role: ReservationRole::Primary, from, to, units })?;
-        let offer = eligible[primary];
-        let needed = collateral_needed(collateral, offer.price.base(), units, from, to);
+        };
+        let lacking = |role| AllocationError::InsufficientCapacity {
+            role,
+            from: run.first_hour(),
+            to: run.end_hour(),
+            units,
+        };
+        let primary = pick_primary(&candidates, collateral, &run, previous.as_ref().map(|p| p.0), rng)
+            .ok_or_else(|| lacking(ReservationRole::Primary))?;
+        let offer = candidates[primary].offer;
+        let needed = collateral_needed(collateral, offer.price.base(), &run);
         if let Some(headroom) = collateral.headroom.get_mut(&offer.prover_id) {
             *headroom -= needed;
         }
         let previous_backups = previous.as_ref().map(|p| p.1.clone()).unwrap_or_default();
-        let backups = pick_backups(&eligible, primary, request.redundancy, units, from, to, &previous_backups, rng)
-            .ok_or(AllocationError::InsufficientCapacity { role: ReservationRole::Backup, from, to, units })?;
+        let backups = pick_backups(&candidates, primary, request.redundancy, &run, &previous_backups, rng)
+            .ok_or_else(|| lacking(ReservationRole::Backup))?;
+        candidates[primary].take(ReservationRole::Primary, run);
+        for &b in &backups {
+            candidates[b].take(ReservationRole::Backup, run);
+        }
         previous = Some((primary, backups.clone()));
         match chosen.last_mut() {
-            Some(last) if last.to == from && last.primary == primary && last.backups == backups => last.to = to,
-            _ => chosen.push(Segment { from, to, primary, backups }),
+            Some(last) if last.end == range.start && last.primary == primary && last.backups == backups => last.end = range.end,
+            _ => chosen.push(Segment { first: range.start, end: range.end, primary, backups }),
         }
     }
 
-    let assignment = |i: usize| Assignment { offer_id: eligible[i].offer_id, prover_id: eligible[i].prover_id };
+    let assignment = |i: usize| Assignment { offer_id: candidates[i].offer.offer_id, prover_id: candidates[i].offer.prover_id };
     let blocks = chosen
         .into_iter()
-        .map(|segment| {
-            let (first_slot, end_slot) = slots_between(schedule, segment.from, segment.to);
-            Block {
-                first_slot,
-                end_slot,
-                starts_at: segment.from,
-                ends_at: segment.to,
+        .filter_map(|segment| {
+            let run = SlotRun::of(schedule, segment.first..segment.end, request.proofs_per_slot)?;
+            Some(Block {
+                first_slot: segment.first,
+                end_slot: segment.end,
+                starts_at: run.first_hour(),
+                ends_at: run.end_hour(),
                 primary: assignment(segment.primary),
                 backups: segment.backups.into_iter().map(assignment).collect(),
-            }
+            })
         })
         .collect();
     Ok(Allocation { units_per_hour: units, blocks })
 }
 
 fn pick_primary(
-    eligible: &[&OfferSnapshot],
+    candidates: &[Candidate],
     collateral: &CollateralTerms,
-    units: u32,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
+    run: &SlotRun,
     previous: Option<usize>,
     rng: &mut impl Rng,
 ) -> Option<usize> {
-    let fits: Vec<usize> = (0..eligible.len())
-        .filter(|&i| eligible[i].free_over(ReservationRole::Primary, from, to) >= units)
+    let fits: Vec<usize> = (0..candidates.len())
+        .filter(|&i| candidates[i].fits(ReservationRole::Primary, run))
         .filter(|&i| {
-            let offer = eligible[i];
-            let needed = collateral_needed(collateral, offer.price.base(), units, from, to);
+            let offer = candidates[i].offer;
+            let needed = collateral_needed(collateral, offer.price.base(), run);
             needed.is_zero() || collateral.headroom.get(&offer.prover_id).is_some_and(|h| *h >= needed)
         })
         .collect();
-    let cheapest = fits.iter().map(|&i| eligible[i].price.base()).min()?;
-    let ties: Vec<usize> = fits.into_iter().filter(|&i| eligible[i].price.base() == cheapest).collect();
+    let cheapest = fits.iter().map(|&i| candidates[i].offer.price.base()).min()?;
+    let ties: Vec<usize> = fits.into_iter().filter(|&i| candidates[i].offer.price.base() == cheapest).collect();
     if let Some(p) = previous.filter(|p| ties.contains(p)) {
         return Some(p);
     }
     Some(ties[rng.gen_range(0..ties.len())])
 }
 
-#[allow(clippy::too_many_arguments)]
 fn pick_backups(
-    eligible: &[&OfferSnapshot],
+    candidates: &[Candidate],
     primary: usize,
     redundancy: u8,
-    units: u32,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
+    run: &SlotRun,
     previous: &[usize],
     rng: &mut impl Rng,
 ) -> Option<Vec<usize>> {
-    let primary_prover = eligible[primary].prover_id;
-    let mut candidates: Vec<(Money, bool, u64, usize)> = (0..eligible.len())
-        .filter(|&i| eligible[i].prover_id != primary_prover)
-        .filter(|&i| eligible[i].free_over(ReservationRole::Backup, from, to) >= units)
-        .map(|i| (eligible[i].price.base(), !previous.contains(&i), rng.gen::<u64>(), i))
+    let primary_prover = candidates[primary].offer.prover_id;
+    let mut ranked: Vec<(Money, bool, u64, usize)> = (0..candidates.len())
+        .filter(|&i| candidates[i].offer.prover_id != primary_prover)
+        .filter(|&i| candidates[i].fits(ReservationRole::Backup, run))
+        .map(|i| (candidates[i].offer.price.base(), !previous.contains(&i), rng.gen::<u64>(), i))
         .collect();
-    candidates.sort();
+    ranked.sort();
     let mut picked: Vec<usize> = Vec::new();
-    for (_, _, _, i) in candidates {
+    for (_, _, _, i) in ranked {
         if picked.len() == usize::from(redundancy) {
             break;
         }
-        if picked.iter().all(|&p| eligible[p].prover_id != eligible[i].prover_id) {
+        if picked.iter().all(|&p| candidates[p].offer.prover_id != candidates[i].offer.prover_id) {
             picked.push(i);
         }
     }

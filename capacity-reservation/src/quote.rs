@@ -12,7 +12,7 @@ use rust_decimal::Decimal;
 
 use pcx_domain::{Money, MoneyError};
 
-use crate::allocation::{slots_between, Allocation, ContractRequest, OfferSnapshot};
+use crate::allocation::{Allocation, ContractRequest, OfferSnapshot};
 use crate::discounts::DiscountSchedule;
 use crate::pricing::{apply_discount, basis_points_of, times, PriceError};
 
@@ -74,7 +74,7 @@ pub fn price_allocation(
         locked_prices.insert(offer_id, locked);
     }
 
-    let (_, escrow_end) = slots_between(&request.schedule, request.schedule.start, request.schedule.start + escrow_window);
+    let escrow_end = request.schedule.first_slot_at_or_after(request.schedule.start + escrow_window);
     let mut escrow_required = Money::ZERO;
     for block in &allocation.blocks {
         let end = block.end_slot.min(escrow_end);

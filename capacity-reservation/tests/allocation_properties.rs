@@ -10,8 +10,9 @@ use rand::SeedableRng;
 use rust_decimal::Decimal;
 
 use pcx_capacity_reservation::allocation::{
-    allocate, floor_hour, Allocation, CollateralTerms, ContractRequest, Held, OfferSnapshot, ReservationRole,
+    allocate, Allocation, CollateralTerms, ContractRequest, Held, OfferSnapshot, ReservationRole,
 };
+use pcx_capacity_reservation::capacity::SlotRun;
 use pcx_capacity_reservation::discounts::DiscountSchedule;
 use pcx_capacity_reservation::pricing::{times, TieredPrice};
 use pcx_capacity_reservation::quote::price_allocation;
@@ -32,12 +33,23 @@ struct OfferSpec {
     len_h: i64,
     pph: u32,
     price_cents: i64,
-    held: Vec<(bool, i64, i64, u32)>,
+    /// Existing reservations: (primary?, start in minutes, cadence, slots, proofs per slot).
+    held: Vec<(bool, i64, u32, u64, u32)>,
+}
+
+fn cadences() -> Vec<u32> {
+    vec![600, 1500, 1800, 3600, 5400, 7200, 86_400]
 }
 
 fn offer_spec() -> impl Strategy<Value = OfferSpec> {
-    (0usize..5, 0i64..48, 1i64..400, 1u32..6, 50i64..300, prop::collection::vec((any::<bool>(), 0i64..300, 1i64..100, 1u32..3), 0..3))
+    let held = (any::<bool>(), 0i64..18_000, prop::sample::select(cadences()), 1u64..100, 1u32..3);
+    (0usize..5, 0i64..48, 1i64..400, 1u32..8, 50i64..300, prop::collection::vec(held, 0..3))
         .prop_map(|(prover, start_h, len_h, pph, price_cents, held)| OfferSpec { prover, start_h, len_h, pph, price_cents, held })
+}
+
+fn run(start: DateTime<Utc>, every: u32, slots: u64, pps: u32) -> SlotRun {
+    let schedule = Schedule { start, end: start + Duration::seconds(i64::from(every) * slots as i64), every_secs: every };
+    SlotRun::of(&schedule, 0..slots, pps).unwrap()
 }
 
 fn build(specs: &[OfferSpec], provers: &[AccountId]) -> Vec<OfferSnapshot> {
@@ -56,13 +68,11 @@ fn build(specs: &[OfferSpec], provers: &[AccountId]) -> Vec<OfferSnapshot> {
             held: s
                 .held
                 .iter()
-                .filter(|(_, _, _, u)| *u <= s.pph)
-                .map(|(primary, from, len, units)| Held {
+                .map(|(primary, from_m, every, slots, pps)| Held {
                     role: if *primary { ReservationRole::Primary } else { ReservationRole::Backup },
-                    starts_at: t0() + Duration::hours(*from),
-                    ends_at: t0() + Duration::hours(from + len),
-                    units_per_hour: *units,
+                    run: run(t0() + Duration::minutes(*from_m), *every, *slots, *pps),
                 })
+                .filter(|h| h.run.peak_hourly() <= u64::from(s.pph))
                 .collect(),
         })
         .collect()
@@ -80,27 +90,32 @@ fn collateral(provers: &[AccountId]) -> CollateralTerms {
 
 static ALLOCATED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-/// Every offer's load at every hour, with the allocation added, stays within capacity.
-fn assert_never_overbooked(offers: &[OfferSnapshot], allocation: &Allocation) {
+/// Every offer's load at every hour, with the allocation added, stays within capacity (an hour
+/// the existing reservations already fill takes nothing more), and every slot it serves lies in
+/// its window.
+fn assert_never_overbooked(offers: &[OfferSnapshot], request: &ContractRequest, allocation: &Allocation) {
     for offer in offers {
         for role in [ReservationRole::Primary, ReservationRole::Backup] {
-            let mut ranges: Vec<(DateTime<Utc>, DateTime<Utc>, u32)> =
-                offer.held.iter().filter(|h| h.role == role).map(|h| (h.starts_at, h.ends_at, h.units_per_hour)).collect();
-            for b in &allocation.blocks {
-                let mine = match role {
+            let existing: Vec<SlotRun> = offer.held.iter().filter(|h| h.role == role).map(|h| h.run).collect();
+            let added: Vec<SlotRun> = allocation
+                .blocks
+                .iter()
+                .filter(|b| match role {
                     ReservationRole::Primary => b.primary.offer_id == offer.offer_id,
                     ReservationRole::Backup => b.backups.iter().any(|a| a.offer_id == offer.offer_id),
-                };
-                if mine {
-                    assert!(b.starts_at >= floor_hour(offer.window_start) && b.ends_at <= offer.window_end + Duration::hours(1));
-                    ranges.push((b.starts_at, b.ends_at, allocation.units_per_hour));
-                }
+                })
+                .map(|b| SlotRun::of(&request.schedule, b.first_slot..b.end_slot, request.proofs_per_slot).unwrap())
+                .collect();
+            for r in &added {
+                assert!(offer.window_start <= r.first_at() && r.last_at() < offer.window_end, "offer {} serves outside its window", offer.offer_id);
             }
-            for &(at, _, _) in &ranges {
-                let load: u32 = ranges.iter().filter(|r| r.0 <= at && at < r.1).map(|r| r.2).sum();
-                let existing: u32 =
-                    offer.held.iter().filter(|h| h.role == role && h.starts_at <= at && at < h.ends_at).map(|h| h.units_per_hour).sum();
-                assert!(load <= offer.proofs_per_hour.max(existing), "offer {} {:?} overbooked at {at}", offer.offer_id, role);
+            let (Some(from), Some(to)) = (added.iter().map(|r| r.first_hour()).min(), added.iter().map(|r| r.end_hour()).max()) else { continue };
+            let mut h = from;
+            while h < to {
+                let add: u64 = added.iter().map(|r| r.proofs_in_hour(h)).sum();
+                let have: u64 = existing.iter().map(|r| r.proofs_in_hour(h)).sum();
+                assert!(add == 0 || have + add <= u64::from(offer.proofs_per_hour), "offer {} {role:?} overbooked at {h}: {have} + {add}", offer.offer_id);
+                h += Duration::hours(1);
             }
         }
     }
@@ -114,7 +129,7 @@ proptest! {
         specs in prop::collection::vec(offer_spec(), 1..8),
         start_h in 0i64..24,
         len_h in 1i64..300,
-        every in prop::sample::select(vec![600u32, 1800, 3600, 5400, 7200, 86_400]),
+        every in prop::sample::select(cadences()),
         redundancy in 0u8..3,
         seed in any::<u64>(),
     ) {
@@ -150,7 +165,7 @@ proptest! {
             }
         }
         prop_assert_eq!(next, request.schedule.slot_count());
-        assert_never_overbooked(&offers, &allocation);
+        assert_never_overbooked(&offers, &request, &allocation);
 
         // Totals add up exactly; escrow is part of the total; the average is within the asks.
         let terms = price_allocation(&request, &allocation, &offers, &DiscountSchedule::default(), 100, Duration::hours(24)).unwrap();

@@ -1,5 +1,11 @@
 //! [`Schedule`]: when a forward contract's slots open. Slot `n` opens at `start + n * every_secs`, for
 //! every `n >= 0` with an opening time before `end`. Slots are computed, never enumerated up front.
+//!
+//! This is the one place slot-time arithmetic lives: which slot opens when, which slots open in a
+//! time range, how many fall in a clock hour. Capacity, collateral, escrow, materialisation and
+//! settlement all ask a `Schedule` (or a sub-schedule of a block of slots, [`Schedule::slice`]).
+
+use std::ops::Range;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -80,6 +86,42 @@ impl Schedule {
         let offset = i64::try_from(n.checked_mul(u64::from(self.every_secs))?).ok()?;
         self.start.checked_add_signed(Duration::seconds(offset))
     }
+
+    /// Opening time of the last slot, or `None` for a schedule without slots.
+    pub fn last_opens_at(&self) -> Option<DateTime<Utc>> {
+        self.slot_count().checked_sub(1).and_then(|n| self.slot_opens_at(n))
+    }
+
+    /// The first slot opening at or after `t`; [`Schedule::slot_count`] when none does.
+    /// Exact to the microsecond (a slot opening half a second before `t` is not "at or after").
+    pub fn first_slot_at_or_after(&self, t: DateTime<Utc>) -> u64 {
+        let count = self.slot_count();
+        if t <= self.start || self.every_secs == 0 {
+            return 0;
+        }
+        let offset = (t - self.start).num_microseconds().map_or(i128::MAX, i128::from);
+        let every = i128::from(self.every_secs) * 1_000_000;
+        let n = (offset + every - 1) / every;
+        u64::try_from(n).unwrap_or(u64::MAX).min(count)
+    }
+
+    /// The slots opening in `[from, to)`, as a range of slot numbers (empty when none do).
+    pub fn slots_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Range<u64> {
+        let first = self.first_slot_at_or_after(from);
+        first..self.first_slot_at_or_after(to).max(first)
+    }
+
+    /// The slots `range` as a schedule of their own (same cadence, starting at the first of them).
+    /// `None` when the range is empty or reaches past the last slot.
+    pub fn slice(&self, range: Range<u64>) -> Option<Schedule> {
+        if range.is_empty() || range.end > self.slot_count() {
+            return None;
+        }
+        let start = self.slot_opens_at(range.start)?;
+        let len = i64::try_from(range.end - range.start).ok()?;
+        let end = start.checked_add_signed(Duration::seconds(len.checked_mul(i64::from(self.every_secs))?))?;
+        Some(Schedule { start, end, every_secs: self.every_secs })
+    }
 }
 
 #[cfg(test)]
@@ -117,7 +159,38 @@ mod tests {
         assert_eq!(ok.validate(60, at(11)), Err(ScheduleError::StartInPast));
     }
 
+    #[test]
+    fn slots_between_is_exact_to_the_microsecond() {
+        let s = Schedule { start: at(0), end: at(600), every_secs: 60 };
+        assert_eq!(s.slots_between(at(0), at(60)), 0..1);
+        assert_eq!(s.first_slot_at_or_after(at(60)), 1);
+        let just_after = at(60) + Duration::milliseconds(500);
+        assert_eq!(s.first_slot_at_or_after(just_after), 2, "slot 1 opened half a second before");
+        assert_eq!(s.first_slot_at_or_after(at(10_000)), 10);
+        assert_eq!(s.slots_between(at(10_000), at(20_000)), 10..10);
+        assert_eq!(s.last_opens_at(), Some(at(540)));
+        let slice = s.slice(3..5).unwrap();
+        assert_eq!((slice.start, slice.slot_count(), slice.last_opens_at()), (at(180), 2, Some(at(240))));
+        assert_eq!(s.slice(3..11), None);
+        assert_eq!(s.slice(4..4), None);
+    }
+
     proptest! {
+        #[test]
+        fn slots_between_counts_every_opening_in_the_range(span in 1i64..100_000, every in 1u32..10_000, a in -5_000i64..110_000, len in 0i64..50_000) {
+            let s = Schedule { start: at(0), end: at(span), every_secs: every };
+            let range = s.slots_between(at(a), at(a + len));
+            let brute = (0..s.slot_count()).filter(|n| {
+                let t = s.slot_opens_at(*n).unwrap();
+                at(a) <= t && t < at(a + len)
+            });
+            prop_assert_eq!(range.clone().count(), brute.count());
+            for n in range {
+                let t = s.slot_opens_at(n).unwrap();
+                prop_assert!(at(a) <= t && t < at(a + len));
+            }
+        }
+
         #[test]
         fn every_slot_opens_before_end(span in 1i64..10_000_000, every in 1u32..100_000) {
             let s = Schedule { start: at(0), end: at(span), every_secs: every };

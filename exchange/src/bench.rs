@@ -360,7 +360,11 @@ pub async fn deliveries(args: DeliveriesBenchArgs) -> anyhow::Result<()> {
         let mut jobs = Vec::new();
         while jobs.len() < slots {
             let claimed = served
-                .post("/v1/agent/jobs/claim", Some(&prover), json!({"agent_id": agent, "wait_secs": 10, "sizes": [size]}))
+                .post(
+                    "/v1/agent/jobs/claim",
+                    Some(&prover),
+                    json!({"agent_id": agent, "wait_secs": 10, "sizes": [size], "in_hand": jobs}),
+                )
                 .await?;
             let id = claimed["job"]["job_id"].as_str().context("no job to claim")?.to_owned();
             jobs.push(id);
@@ -497,14 +501,25 @@ pub async fn scheduler(args: SchedulerBenchArgs) -> anyhow::Result<()> {
                 f.quantile_ms(0.5)
             );
         }
-        let idle = {
+        // The first idle tick runs the periodic collateral check (every PCX_COLLATERAL_CHECK_SECS
+        // of the clock) over every primary slot in the window; the next one is a plain idle tick.
+        let mut idle = Vec::new();
+        for seconds_before in [120, 110] {
             let t = Instant::now();
-            crate::service::settlement::tick(&state, t0 + chrono::Duration::hours(i64::from(hours)) - chrono::Duration::minutes(1))
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            micros_since(t)
-        };
-        println!("idle tick (nothing due): {:.2} ms; slots stored now: {}", idle as f64 / 1000.0, rows(pool.clone()).await?);
+            let at = t0 + chrono::Duration::hours(i64::from(hours)) - chrono::Duration::seconds(seconds_before);
+            crate::service::settlement::tick(&state, at).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            idle.push(micros_since(t) as f64 / 1000.0);
+        }
+        let in_window: i64 = sqlx::query_scalar("SELECT count(*) FROM slots WHERE state = 'scheduled' AND opens_at < $1")
+            .bind(t0 + chrono::Duration::hours(i64::from(hours) + 24))
+            .fetch_one(&pool)
+            .await?;
+        println!(
+            "idle tick (nothing due): {:.2} ms; with the collateral check of {in_window} primary slots in the window: {:.2} ms; slots stored now: {}",
+            idle[1],
+            idle[0],
+            rows(pool.clone()).await?
+        );
         Ok(())
     })
     .await
@@ -526,13 +541,23 @@ async fn seed_contracts(pool: &PgPool, n: usize, start: chrono::DateTime<Utc>) -
         .bind(vec![buyer, prover])
         .execute(&mut *tx)
         .await?;
-    let funds = crate::store::ledger::post(
-        &mut tx,
-        &pcx_domain::JournalEntry::deposit(pcx_domain::AccountId(buyer), pcx_domain::Money::parse("10000000")?, "bench")?,
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let _ = funds;
+    // The buyer funds every escrow window; the prover's stake covers its slots in the collateral
+    // window (10,000 contracts x 24 slots x 0.01 x 2), as a purchase would have required.
+    let prover_account = pcx_domain::AccountId(prover);
+    for entry in [
+        pcx_domain::JournalEntry::deposit(pcx_domain::AccountId(buyer), pcx_domain::Money::parse("10000000")?, "bench")?,
+        pcx_domain::JournalEntry::deposit(prover_account, pcx_domain::Money::parse("100000")?, "bench")?,
+        pcx_domain::JournalEntry::internal(
+            pcx_domain::EntryKind::Stake,
+            prover_account,
+            pcx_domain::AccountKind::Available,
+            pcx_domain::AccountKind::Bonded,
+            pcx_domain::Money::parse("100000")?,
+            "bench stake",
+        )?,
+    ] {
+        crate::store::ledger::post(&mut tx, &entry).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
     let offer: i64 = sqlx::query_scalar(
         "INSERT INTO offers (prover_id, system, circuit, size_log2, deadline_secs, window_start, window_end, proofs_per_hour, price_per_proof)
          VALUES ($1, 'groth16-bn254', 'hash-chain', 12, 600, $2, $2 + interval '400 days', 100000, 0.01) RETURNING id",

@@ -29,6 +29,11 @@
 //! | ack timeout of a job | `PCX_ACK_TIMEOUT_SECS` | `30` |
 //! | lease of a claimed job | `PCX_LEASE_SECS` | `300` |
 //! | invalid-proof slash factor | `PCX_INVALID_SLASH_FACTOR` | `2` |
+//! | handover margin of the lease rule | `PCX_HANDOVER_MARGIN_MS` | `2000` |
+//! | a gap between scheduler ticks that counts as an outage | `PCX_OUTAGE_AFTER_SECS` | `10` |
+//! | rows per scheduler query | `PCX_SETTLEMENT_BATCH` | `200` |
+//! | collateral re-check period (0: every tick) | `PCX_COLLATERAL_CHECK_SECS` | `30` |
+//! | `/health` degrades when a background loop's last tick is older than | `PCX_HEALTH_STALL_SECS` | `30` |
 //! | Groth16 keys directory | `PCX_KEYS_DIR` | the prover agent's default (`$PCX_DATA_DIR/keys`, else `~/.cache/pcx/keys`) |
 //! | oracle recompute period (0: off) | `PCX_ORACLE_TICK_MS` | `1000` |
 //! | oracle heartbeat | `PCX_ORACLE_HEARTBEAT_SECS` | `60` |
@@ -200,13 +205,38 @@ pub struct SettlementConfig {
     #[arg(long, env = "PCX_ACK_TIMEOUT_SECS", default_value_t = 30)]
     pub ack_timeout_secs: u32,
 
-    /// A claimed job must be proved within this lease, in seconds (never past the slot's deadline).
+    /// Longest lease of a claimed job, in seconds. A lease also ends early enough for the next
+    /// prover in line to make the deadline (see the lease rule in pcx_settlement::timing).
     #[arg(long, env = "PCX_LEASE_SECS", default_value_t = 300)]
     pub lease_secs: u32,
 
     /// An invalid proof slashes this many times the slash of a miss.
     #[arg(long, env = "PCX_INVALID_SLASH_FACTOR", default_value = "2")]
     pub invalid_slash_factor: rust_decimal::Decimal,
+
+    /// Handover margin of the lease rule, in milliseconds: a claim's latency, the upload and the
+    /// verification of a proof, added to every prover's measured proving time.
+    #[arg(long, env = "PCX_HANDOVER_MARGIN_MS", default_value_t = 2000)]
+    pub handover_margin_ms: u64,
+
+    /// A gap longer than this between two scheduler ticks, in seconds, counts as an exchange
+    /// outage: nothing that expired in it is charged to a prover.
+    #[arg(long, env = "PCX_OUTAGE_AFTER_SECS", default_value_t = 10)]
+    pub outage_after_secs: u32,
+
+    /// Rows the scheduler takes per query (contracts to materialise or fund, slots to open, ...).
+    #[arg(long, env = "PCX_SETTLEMENT_BATCH", default_value_t = 200)]
+    pub batch: u32,
+
+    /// How often the scheduler re-checks that primaries' stake covers their slots in the
+    /// collateral window, in seconds (0: every tick).
+    #[arg(long, env = "PCX_COLLATERAL_CHECK_SECS", default_value_t = 30)]
+    pub collateral_check_secs: u32,
+
+    /// `/health` answers 503 when the settlement scheduler (or the oracle) has not completed a tick
+    /// for this many seconds.
+    #[arg(long, env = "PCX_HEALTH_STALL_SECS", default_value_t = 30)]
+    pub health_stall_secs: u32,
 
     /// Directory of the Groth16 keys (deterministic development keys are generated there if absent).
     #[arg(long, env = "PCX_KEYS_DIR")]
@@ -218,14 +248,18 @@ pub struct SettlementConfig {
 pub struct SettlementSettings {
     /// Scheduler period.
     pub tick: std::time::Duration,
-    /// Materialisation horizon.
+    /// Materialisation horizon (at least the escrow and collateral windows).
     pub horizon: chrono::Duration,
-    /// Ack timeout.
-    pub ack_timeout: chrono::Duration,
-    /// Lease.
-    pub lease: chrono::Duration,
-    /// Invalid-proof slash factor.
-    pub invalid_slash_factor: rust_decimal::Decimal,
+    /// The rules every settlement decision reads (fees, slashing, the lease rule).
+    pub rules: pcx_settlement::Rules,
+    /// A gap between ticks longer than this is an outage.
+    pub outage_after: chrono::Duration,
+    /// Rows per scheduler query.
+    pub batch: i64,
+    /// Collateral re-check period.
+    pub collateral_check: chrono::Duration,
+    /// `/health` degrades past this age of a background loop's last tick.
+    pub health_stall: std::time::Duration,
 }
 
 impl SettlementConfig {
@@ -233,12 +267,26 @@ impl SettlementConfig {
     pub fn resolve(&self, market: &MarketSettings) -> anyhow::Result<SettlementSettings> {
         anyhow::ensure!(self.invalid_slash_factor >= rust_decimal::Decimal::ONE, "PCX_INVALID_SLASH_FACTOR must be at least 1");
         let secs = |s: u32| chrono::Duration::seconds(i64::from(s.max(1)));
-        Ok(SettlementSettings {
-            tick: std::time::Duration::from_millis(self.tick_ms.max(10)),
-            horizon: secs(self.horizon_secs).max(market.escrow_window),
+        let tick = std::time::Duration::from_millis(self.tick_ms.max(10));
+        let timing = pcx_settlement::timing::Timing {
             ack_timeout: secs(self.ack_timeout_secs),
-            lease: secs(self.lease_secs),
-            invalid_slash_factor: self.invalid_slash_factor,
+            max_lease: secs(self.lease_secs),
+            handover: chrono::Duration::milliseconds(i64::try_from(self.handover_margin_ms).unwrap_or(i64::MAX)),
+            tick: chrono::Duration::from_std(tick).unwrap_or(chrono::Duration::seconds(1)),
+        };
+        Ok(SettlementSettings {
+            tick,
+            horizon: secs(self.horizon_secs).max(market.escrow_window).max(market.collateral_window),
+            rules: pcx_settlement::Rules {
+                fee_bps: market.fee_bps,
+                slash_multiplier: market.slash_multiplier,
+                invalid_slash_factor: self.invalid_slash_factor,
+                timing,
+            },
+            outage_after: secs(self.outage_after_secs),
+            batch: i64::from(self.batch.max(1)),
+            collateral_check: chrono::Duration::seconds(i64::from(self.collateral_check_secs)),
+            health_stall: std::time::Duration::from_secs(u64::from(self.health_stall_secs.max(1))),
         })
     }
 

@@ -89,13 +89,16 @@ pub enum ErrorCode {
     SlotNotDelivered,
     /// 503: the database does not answer.
     Unavailable,
+    /// 503: concurrent changes kept getting in each other's way (a deadlock or serialisation
+    /// failure, retried by the exchange and still there); nothing was written, retry shortly.
+    Contention,
     /// 500: an internal failure, logged with an incident id.
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, for the documentation table and its test.
-    pub const ALL: [ErrorCode; 39] = [
+    pub const ALL: [ErrorCode; 40] = [
         ErrorCode::MalformedJson,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::PayloadTooLarge,
@@ -134,6 +137,7 @@ impl ErrorCode {
         ErrorCode::SlotAlreadyOpen,
         ErrorCode::SlotNotDelivered,
         ErrorCode::Unavailable,
+        ErrorCode::Contention,
         ErrorCode::Internal,
     ];
 
@@ -179,6 +183,7 @@ impl ErrorCode {
             SlotAlreadyOpen => ("slot_already_open", StatusCode::CONFLICT),
             SlotNotDelivered => ("slot_not_delivered", StatusCode::CONFLICT),
             Unavailable => ("unavailable", StatusCode::SERVICE_UNAVAILABLE),
+            Contention => ("contention", StatusCode::SERVICE_UNAVAILABLE),
             Internal => ("internal", StatusCode::INTERNAL_SERVER_ERROR),
         }
     }
@@ -276,8 +281,8 @@ impl From<sqlx::Error> for ApiError {
         match err {
             // Deadlock or serialisation failure: nothing was written; the same request may be retried.
             sqlx::Error::Database(ref db) if matches!(db.code().as_deref(), Some("40P01" | "40001")) => {
-                tracing::warn!(error = %err, "transaction aborted by a concurrent one");
-                ApiError::new(ErrorCode::Unavailable, "a concurrent change got in the way; retry the request")
+                tracing::debug!(error = %err, "transaction aborted by a concurrent one");
+                ApiError::new(ErrorCode::Contention, "a concurrent change got in the way; retry the request")
             }
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
                 tracing::error!(error = %err, "database unavailable");
@@ -309,7 +314,7 @@ mod tests {
             let (name, status) = code.parts();
             assert!(seen.insert(name), "duplicate code {name}");
             assert!(name.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{name}");
-            if !matches!(code, ErrorCode::Internal | ErrorCode::Unavailable) {
+            if !matches!(code, ErrorCode::Internal | ErrorCode::Unavailable | ErrorCode::Contention) {
                 assert!(status.is_client_error(), "{name} is {status}");
             }
         }

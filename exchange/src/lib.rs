@@ -9,6 +9,9 @@
 //! - [`store`]: SQL only.
 //! - [`routes`]: thin HTTP handlers and the OpenAPI document.
 //! - [`extract`], [`error`], [`idempotency`], [`metrics`], [`validate`]: HTTP plumbing.
+//! - [`clock`]: "now" for the market and settlement; [`retry`]: transactions that lost a race run
+//!   again; [`periodic`], [`background`]: the supervised background loops, their health, and
+//!   verifying keys made ready ahead of the first proof.
 //! - [`bench`]: the `pcx bench` programs; [`demo`]: `pcx demo`; [`inprocess`]: the exchange run
 //!   inside those programs.
 //!
@@ -17,7 +20,9 @@
 //! so tests serve on port 0 with a fresh database each.
 
 pub mod auth;
+pub mod background;
 pub mod bench;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod demo;
@@ -27,6 +32,7 @@ pub mod idempotency;
 pub mod inprocess;
 pub mod metrics;
 pub mod periodic;
+pub mod retry;
 pub mod routes;
 pub mod service;
 pub mod store;
@@ -62,8 +68,14 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Groth16 keys, for verifying delivered proofs.
     pub keys: Arc<pcx_prover_pool::keys::KeyStore>,
+    /// Makes verifying keys ready before the first proof of a circuit.
+    pub keys_warmer: Arc<background::KeyWarmer>,
+    /// The background loops' health and periodic checks.
+    pub background: Arc<background::Background>,
     /// The pricing oracle.
     pub oracle: Arc<service::oracle::OracleRuntime>,
+    /// "Now" for the market and settlement (the system clock, or a test's).
+    pub clock: Arc<dyn clock::Clock>,
 }
 
 impl AppState {
@@ -91,15 +103,35 @@ impl AppState {
                 key
             }
         };
+        let keys = Arc::new(pcx_prover_pool::keys::KeyStore::new(config.settlement.resolved_keys_dir()));
+        let keys_warmer = Arc::new(background::KeyWarmer::new(Arc::clone(&keys)));
+        // The keys of everything still traded are made ready now, not at the first proof.
+        for class in store::progress::running_classes(&mut *db.acquire().await?).await.context("reading the traded classes")? {
+            keys_warmer.warm(&class);
+        }
         Ok(AppState {
             tokens: Arc::new(TokenKeys::from_secret(jwt_secret.as_bytes())),
             admin_key_hash: Arc::new(auth::hash_api_key(&admin_key)),
             settings: Arc::new(settings),
             metrics: Arc::new(Metrics::default()),
-            keys: Arc::new(pcx_prover_pool::keys::KeyStore::new(config.settlement.resolved_keys_dir())),
+            keys,
+            keys_warmer,
+            background: Arc::new(background::Background::default()),
             oracle: Arc::new(service::oracle::OracleRuntime::new(&db, &config.oracle).await?),
+            clock: Arc::new(clock::SystemClock),
             db,
         })
+    }
+
+    /// The same state on another clock (tests drive settlement with a [`clock::ManualClock`]).
+    pub fn with_clock(mut self, clock: Arc<dyn clock::Clock>) -> AppState {
+        self.clock = clock;
+        self
+    }
+
+    /// Now, on the state's clock.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
     }
 }
 

@@ -211,12 +211,17 @@ async fn buying_a_year_reserves_capacity_locks_escrow_and_computes_slots() {
     assert_eq!(second.status, 201, "{}", second.body);
     quote(&app, &buyer, 365, 3600, 1).await.assert_error(409, "insufficient_capacity");
     quote(&app, &buyer, 365, 3600, 0).await.assert_error(409, "insufficient_capacity");
-    // And the primary's stake is locked by the collateral its slots in the next 24 h need: at most
-    // 2 x 0.88 (its locked price) x 24 = 42.24; 30 is too little, 48 is enough.
-    let r = app.post("/v1/provers/unstake", Some(&t1), json!({"amount": "970"})).await;
+    // And p1's stake is locked by what it secures in the next 24 h: 2 x 24 slots x its locked price
+    // as primary of the first contract, 2 x 24 x the second contract's price as its backup, and
+    // 2 x 24 h x 1/h x 1.00 to back its offer.
+    let first_price = dec(&q.body["allocation"][0]["price_per_proof"]);
+    let second_price = dec(&again.body["allocation"][0]["price_per_proof"]);
+    let locked = rust_decimal::Decimal::from(48) * (first_price + second_price) + rust_decimal::Decimal::from(48);
+    let free = rust_decimal::Decimal::from(1000) - locked;
+    let r = app.post("/v1/provers/unstake", Some(&t1), json!({"amount": (free + rust_decimal::Decimal::new(1, 6)).to_string()})).await;
     let message = r.assert_error(409, "stake_locked");
-    assert!(message.contains("secures your primary slots"), "{message}");
-    let r = app.post("/v1/provers/unstake", Some(&t1), json!({"amount": "952"})).await;
+    assert!(message.contains(&format!("only {free} ")), "{message}");
+    let r = app.post("/v1/provers/unstake", Some(&t1), json!({"amount": free.to_string()})).await;
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(app.summary().await["balanced"], true);
 }
@@ -347,4 +352,54 @@ async fn malformed_quote_requests_say_what_to_fix() {
     let ok = json!({"proof_class": class(12), "schedule": {"start": rfc(hour(0)), "end": rfc(hour(5)), "every_secs": 3600}, "redundancy": 0, "min_reputation": "0.5"});
     assert_eq!(app.post("/v1/quotes", Some(&buyer), ok.clone()).await.status, 201);
     app.post("/v1/quotes", Some(&t1), ok).await.assert_error(403, "forbidden");
+}
+
+/// The database's capacity trigger counts slots with its own SQL (`run_slots_between`,
+/// `run_change_hours`); the allocator with `Schedule` and `SlotRun`. They must agree exactly, or
+/// quotes would promise what purchases refuse (or the trigger let through an overbooking).
+#[tokio::test]
+async fn the_database_counts_slots_per_hour_as_the_allocator_does() {
+    use pcx_capacity_reservation::capacity::SlotRun;
+    use rand::{Rng, SeedableRng};
+    let pool = common::fresh_database().await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let base = chrono::DateTime::from_timestamp(1_900_000_800, 0).unwrap();
+    for _ in 0..300 {
+        let every: u32 = [10, 60, 420, 900, 1500, 3600, 5400, 7200, 86_400][rng.gen_range(0..9)];
+        let slots: u64 = rng.gen_range(1..200);
+        let start = base + chrono::Duration::milliseconds(rng.gen_range(0..20_000_000));
+        let schedule = pcx_domain::Schedule {
+            start,
+            end: start + chrono::Duration::seconds(i64::from(every) * slots as i64),
+            every_secs: every,
+        };
+        let run = SlotRun::of(&schedule, 0..slots, 1).unwrap();
+        let from = start + chrono::Duration::seconds(rng.gen_range(-7200..200_000));
+        let to = from + chrono::Duration::seconds(rng.gen_range(0..400_000));
+        let counted: i64 = sqlx::query_scalar("SELECT run_slots_between($1, $2, $3, $4, $5)")
+            .bind(start)
+            .bind(i32::try_from(every).unwrap())
+            .bind(slots as i64)
+            .bind(from)
+            .bind(to)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(counted as u64, run.proofs_opening_in(from, to), "slots of {schedule:?} in [{from}, {to})");
+        let (h0, h1) = (pcx_capacity_reservation::capacity::floor_hour(from), pcx_capacity_reservation::capacity::floor_hour(to));
+        let sql: Vec<DateTime<Utc>> =
+            sqlx::query_scalar("SELECT h FROM run_change_hours($1, $2, $3, $4, $5) h ORDER BY h")
+                .bind(start)
+                .bind(i32::try_from(every).unwrap())
+                .bind(slots as i64)
+                .bind(h0)
+                .bind(h1)
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        let mut rust = run.changes(h0, h1);
+        rust.sort();
+        rust.dedup();
+        assert_eq!(sql, rust, "change hours of {schedule:?} in [{h0}, {h1})");
+    }
 }

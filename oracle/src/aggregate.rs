@@ -317,13 +317,14 @@ pub struct CurvePoint {
 pub const TENORS: [(&str, i64); 5] = [("spot", 0), ("1w", 7), ("1m", 30), ("3m", 90), ("1y", 365)];
 
 /// The forward curve: for each tenor, the estimate over the quotes whose capacity lasts the term,
-/// discounted as an hourly contract of that term would be by `discounts`.
+/// discounted as an hourly contract of that term would be: `discount_bps(proofs, term_secs)` is
+/// the exchange's published discount.
 pub fn curve(
     quotes: &[Quote],
     deliveries: Deliveries,
     now: DateTime<Utc>,
     params: &Params,
-    discounts: &pcx_capacity_reservation::discounts::DiscountSchedule,
+    discount_bps: &dyn Fn(u64, i64) -> u32,
 ) -> Vec<CurvePoint> {
     TENORS
         .iter()
@@ -337,7 +338,7 @@ pub fn curve(
             let estimate = estimate(lasting, deliveries, now, params);
             let term_secs = term.num_seconds();
             let proofs = u64::try_from(days * 24).unwrap_or(0);
-            let discount_bps = if *days == 0 { 0 } else { discounts.discount_bps(proofs, term_secs) };
+            let discount_bps = if *days == 0 { 0 } else { discount_bps(proofs, term_secs) };
             let price = estimate.price.map(|p| {
                 (p * Decimal::from(10_000 - discount_bps) / Decimal::from(10_000))
                     .round_dp_with_strategy(6, rust_decimal::RoundingStrategy::MidpointNearestEven)

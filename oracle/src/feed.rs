@@ -38,14 +38,14 @@ impl Feed {
     }
 }
 
-/// Every feed: each traded size of `circuit` in `sizes`, each deadline bucket.
-pub fn all_feeds(circuit: &str, sizes: impl IntoIterator<Item = u8>) -> Vec<Feed> {
+/// Every feed of a circuit: each traded size in `sizes`, each deadline bucket.
+pub fn all_feeds(system: ProofSystem, circuit: &str, sizes: impl IntoIterator<Item = u8>) -> Vec<Feed> {
     sizes
         .into_iter()
         .flat_map(|size_log2| {
             DEADLINE_BUCKETS.into_iter().map(move |deadline_secs| {
                 Feed::of(ProofClass {
-                    system: ProofSystem::Groth16Bn254,
+                    system,
                     circuit: circuit.to_owned(),
                     size_log2,
                     deadline_secs,
@@ -61,7 +61,7 @@ mod tests {
 
     #[test]
     fn ids_name_the_class_and_bigger_faster_offers_serve_it() {
-        let feeds = all_feeds("hash-chain", 10..=11);
+        let feeds = all_feeds(ProofSystem::Groth16Bn254, "hash-chain", 10..=11);
         assert_eq!(feeds.len(), 6);
         assert_eq!(feeds[1].feed_id, "groth16-bn254:hash-chain:10:600");
         let offer = ProofClass { system: ProofSystem::Groth16Bn254, circuit: "hash-chain".into(), size_log2: 12, deadline_secs: 300 };

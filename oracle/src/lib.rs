@@ -5,9 +5,12 @@
 //!
 //! # Layout
 //! - [`feed`]: feeds (a proof class and a deadline bucket) and their ids.
+//! - [`sources`]: which asks, executed prices and delivery outcomes price a feed, as quotes.
+//! - [`external`]: external providers' price lists (machines, hourly rates) and their quotes.
 //! - [`aggregate`]: from quotes to a price: staleness and sanity filters, MAD outlier fence,
 //!   per-source weight cap, weighted median, confidence, delivery-probability quantiles, curve.
-//! - [`round`]: when to publish, statuses, and rounds as EIP-712 typed data, signed.
+//! - [`round`]: the status of a feed, when it publishes and how rounds are numbered, and rounds
+//!   as EIP-712 typed data, signed.
 //!
 //! # Invariants
 //! - No floats near money: prices are `Decimal`, 6 decimals on output.
@@ -17,8 +20,10 @@
 #![deny(clippy::float_arithmetic)]
 
 pub mod aggregate;
+pub mod external;
 pub mod feed;
 pub mod round;
+pub mod sources;
 
 /// Version of the methodology in `docs/ORACLE.md`; carried by every round.
 pub const METHODOLOGY_VERSION: u16 = 1;

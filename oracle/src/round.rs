@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
+use crate::aggregate::Estimate;
+use crate::METHODOLOGY_VERSION;
+
 /// A feed's status in a round.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -82,6 +85,59 @@ pub struct RoundValues {
     pub n_sources: u16,
     /// Methodology version.
     pub methodology_version: u16,
+}
+
+/// The status of a feed now: `halted` by the operator, else `ok` when the estimate has a price,
+/// else `insufficient_sources`.
+pub fn status(halted: bool, estimate: &Estimate) -> FeedStatus {
+    if halted {
+        FeedStatus::Halted
+    } else if estimate.price.is_some() {
+        FeedStatus::Ok
+    } else {
+        FeedStatus::InsufficientSources
+    }
+}
+
+/// When feeds publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Publication {
+    /// A move of the price by more than this fraction publishes.
+    pub deviation: Decimal,
+    /// A feed publishes at least this often; a round is valid for two heartbeats.
+    pub heartbeat: Duration,
+}
+
+/// The round `feed_id` publishes at `now` from `estimate`, if it publishes one: numbered right
+/// after `last` (1 for the first), with a price only when its status is `ok`.
+pub fn next_round(
+    feed_id: &str,
+    last: Option<&RoundValues>,
+    estimate: &Estimate,
+    halted: bool,
+    now: DateTime<Utc>,
+    rule: &Publication,
+) -> Option<RoundValues> {
+    let status = status(halted, estimate);
+    let (price, conf, quantiles) = match status {
+        FeedStatus::Ok => (estimate.price, estimate.conf, estimate.quantiles),
+        _ => (None, None, None),
+    };
+    if !should_publish(last, price, status, now, rule.deviation, rule.heartbeat) {
+        return None;
+    }
+    Some(RoundValues {
+        feed_id: feed_id.to_owned(),
+        round_id: last.map_or(1, |l| l.round_id + 1),
+        price,
+        conf,
+        quantiles,
+        status,
+        published_at: now,
+        valid_until: now + rule.heartbeat * 2,
+        n_sources: u16::try_from(estimate.n_sources).unwrap_or(u16::MAX),
+        methodology_version: METHODOLOGY_VERSION,
+    })
 }
 
 /// Whether a feed whose last round is `last` publishes a round with `price` and `status` at `now`.

@@ -4,6 +4,8 @@
 //!
 //! # Layout
 //! - [`registry`]: the circuits and sizes the exchange trades; used by offers, quotes and settlement.
+//! - [`circuit`]: the one entry point the exchange uses for any traded circuit: parse a slot input,
+//!   get the verifying key, verify a proof against the slot's public inputs.
 //! - [`hash_chain`]: the `hash-chain` circuit (R1CS, 2^k - 3 squaring rounds) and its native output.
 //! - [`field`]: BN254 scalar field elements as strict decimal text (public inputs in the API).
 //! - [`msm`]: the [`msm::MsmBackend`] trait every prover MSM goes through, the CPU backend and a
@@ -22,6 +24,7 @@
 
 pub mod agent;
 pub mod bench;
+pub mod circuit;
 pub mod encoding;
 pub mod field;
 pub mod groth16;

@@ -7,10 +7,15 @@
 //!   compensation, a quarter set aside (in insurance) as the bonus of whoever steps in and delivers,
 //!   the rest to insurance. Shares add up to the slashed amount exactly.
 //! - A missed slot refunds `p` from escrow to the buyer.
+//!
+//! The entries these movements post are built here too, each with its [`reference`](crate::reference).
 
 use rust_decimal::Decimal;
+use uuid::Uuid;
 
-use pcx_domain::{Money, MoneyError};
+use pcx_domain::{AccountId, AccountKind, EntryKind, JournalEntry, LedgerAccount, LedgerError, Money, MoneyError};
+
+use crate::reference;
 
 /// A delivered slot's payment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +65,51 @@ pub fn slash(
     let step_in_bonus = round(total.as_decimal() / Decimal::from(4))?;
     let to_insurance = total.checked_sub(to_buyer)?.checked_sub(step_in_bonus)?;
     Ok(SlashSplit { total, to_buyer, step_in_bonus, to_insurance })
+}
+
+/// The payment of slot `n` of `contract`: `gross` from the buyer's escrow to `prover` (less the fee).
+pub fn payment_entry(contract: Uuid, n: u64, buyer: AccountId, prover: AccountId, gross: Money, fee_bps: u32) -> Result<JournalEntry, LedgerError> {
+    let split = payment(gross, fee_bps)?;
+    JournalEntry::from_nonzero(
+        EntryKind::SlotPayment,
+        reference::slot_payment(contract, n),
+        [
+            (LedgerAccount::user(buyer, AccountKind::Escrow), gross.negated()),
+            (LedgerAccount::user(prover, AccountKind::Available), split.to_prover),
+            (LedgerAccount::exchange(AccountKind::Fees), split.fee),
+        ],
+    )
+}
+
+/// The step-in bonus of slot `n`: what earlier slashes set aside in insurance, to `prover`.
+pub fn bonus_entry(contract: Uuid, n: u64, prover: AccountId, bonus: Money) -> Result<JournalEntry, LedgerError> {
+    JournalEntry::transfer(
+        EntryKind::StepInBonus,
+        reference::step_in_bonus(contract, n),
+        LedgerAccount::exchange(AccountKind::Insurance),
+        LedgerAccount::user(prover, AccountKind::Available),
+        bonus,
+    )
+}
+
+/// The refund of slot `n`: its price from the buyer's escrow back to its available balance.
+pub fn refund_entry(contract: Uuid, n: u64, buyer: AccountId, price: Money) -> Result<JournalEntry, LedgerError> {
+    JournalEntry::internal(EntryKind::Refund, buyer, AccountKind::Escrow, AccountKind::Available, price, reference::refund(contract, n))
+}
+
+/// The slash of `job`: `split.total` from `prover`'s bond, half to `buyer`, the rest to insurance
+/// (whose step-in share a later delivery pays out).
+pub fn slash_entry(job: Uuid, prover: AccountId, buyer: AccountId, split: &SlashSplit) -> Result<JournalEntry, LedgerError> {
+    let to_insurance = split.step_in_bonus.checked_add(split.to_insurance)?;
+    JournalEntry::from_nonzero(
+        EntryKind::Slash,
+        reference::slash(job),
+        [
+            (LedgerAccount::user(prover, AccountKind::Bonded), split.total.negated()),
+            (LedgerAccount::user(buyer, AccountKind::Available), split.to_buyer),
+            (LedgerAccount::exchange(AccountKind::Insurance), to_insurance),
+        ],
+    )
 }
 
 #[cfg(test)]

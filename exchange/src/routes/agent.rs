@@ -1,7 +1,6 @@
 //! The prover agents' routes: heartbeat, claiming jobs (long-poll), submitting proofs, releasing.
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
 use chrono::{DateTime, Utc};
@@ -10,6 +9,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use pcx_domain::{ProofClass, Role};
+use pcx_settlement::state::JobRole;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorCode, ErrorEnvelope};
@@ -18,6 +18,9 @@ use crate::idempotency;
 use crate::service::settlement::{self, SubmitOutcome};
 use crate::store;
 use crate::AppState;
+
+/// Most jobs a claim may say it has in hand.
+const MAX_IN_HAND: usize = 1024;
 
 /// One measured capability of an agent.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -74,10 +77,10 @@ pub async fn heartbeat(
     let capabilities = serde_json::to_value(&req.capabilities).map_err(ApiError::internal)?;
     let mut conn = state.db.acquire().await?;
     let workers = i32::try_from(req.workers).map_err(ApiError::internal)?;
-    if !store::settlement::heartbeat(&mut conn, req.agent_id, prover.0, workers, &req.backend, &capabilities, Utc::now()).await? {
+    if !store::agents::heartbeat(&mut conn, req.agent_id, prover, workers, &req.backend, &capabilities, state.now()).await? {
         return Err(ApiError::new(ErrorCode::Forbidden, "this agent_id belongs to another prover; pick a new one"));
     }
-    Ok(Json(HeartbeatResponse { agent_id: req.agent_id, server_time: Utc::now(), heartbeat_secs: 10 }))
+    Ok(Json(HeartbeatResponse { agent_id: req.agent_id, server_time: state.now(), heartbeat_secs: 10 }))
 }
 
 /// A claim.
@@ -90,6 +93,10 @@ pub struct ClaimRequest {
     pub wait_secs: Option<u32>,
     /// Circuit sizes (log2) the agent can prove.
     pub sizes: Vec<u8>,
+    /// Jobs this agent is working on now. A job it claimed but does not list (the answer to its
+    /// claim was lost) is handed back to it before any new one.
+    #[serde(default)]
+    pub in_hand: Vec<Uuid>,
 }
 
 /// A job to prove.
@@ -105,8 +112,8 @@ pub struct JobView {
     pub proof_class: ProofClass,
     /// The slot's public input (decimal field element).
     pub public_input: String,
-    /// `primary`, `backup` or `open`.
-    pub role: String,
+    /// Who it was offered to.
+    pub role: JobRole,
     /// When the slot opened.
     pub opens_at: DateTime<Utc>,
     /// The proof must be verified by then.
@@ -122,7 +129,8 @@ pub struct ClaimResponse {
     pub job: Option<JobView>,
 }
 
-/// Claims a job (the prover's own first, then the open market), waiting up to `wait_secs`.
+/// Claims a job, waiting up to `wait_secs`: a job this agent already holds but does not list in
+/// `in_hand` first (a claim retried after a lost answer), then its own, then the open market.
 #[utoipa::path(post, path = "/v1/agent/jobs/claim", tag = "agents", security(("bearer" = [])), request_body = ClaimRequest,
     responses((status = 200, body = ClaimResponse), (status = 403, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
 pub async fn claim(
@@ -135,42 +143,27 @@ pub async fn claim(
     if wait > 30 {
         return Err(ApiError::new(ErrorCode::InvalidInput, "wait_secs: at most 30"));
     }
+    if req.in_hand.len() > MAX_IN_HAND {
+        return Err(ApiError::new(ErrorCode::InvalidInput, format!("in_hand: at most {MAX_IN_HAND} jobs")));
+    }
     let sizes: Vec<i16> = req.sizes.iter().map(|s| i16::from(*s)).collect();
     let give_up = tokio::time::Instant::now() + std::time::Duration::from_secs(u64::from(wait));
-    let s = &state.settings;
     loop {
-        let mut tx = state.db.begin().await?;
-        let now = Utc::now();
-        let claimed = store::settlement::claim_job(
-            &mut tx,
-            prover.0,
-            req.agent_id,
-            &sizes,
-            s.market.slash_multiplier,
-            s.settlement.lease,
-            now,
-        )
-        .await?;
-        if let Some(id) = claimed {
-            let ticket = store::settlement::ticket(&mut tx, id).await?.ok_or_else(|| ApiError::internal("claimed job vanished"))?;
-            tx.commit().await?;
-            let proof_class =
-                store::offers::proof_class_from_columns(&ticket.system, ticket.circuit, ticket.size_log2, ticket.deadline_secs)?;
+        if let Some(ticket) = settlement::claim(&state, prover, req.agent_id, &sizes, &req.in_hand, state.now()).await? {
             return Ok(Json(ClaimResponse {
                 job: Some(JobView {
-                    job_id: ticket.id,
+                    job_id: ticket.job.id,
                     contract_id: ticket.contract_id,
-                    slot: ticket.n,
-                    proof_class,
-                    public_input: ticket.public_input.unwrap_or_default(),
-                    role: ticket.role,
+                    slot: i64::try_from(ticket.n).map_err(ApiError::internal)?,
+                    proof_class: ticket.class,
+                    public_input: ticket.input.unwrap_or_default(),
+                    role: ticket.job.role,
                     opens_at: ticket.opens_at,
                     deadline: ticket.deadline,
-                    lease_expires_at: ticket.lease_expires_at,
+                    lease_expires_at: ticket.job.lease_expires_at,
                 }),
             }));
         }
-        tx.commit().await?;
         if tokio::time::Instant::now() >= give_up {
             return Ok(Json(ClaimResponse { job: None }));
         }
@@ -202,14 +195,7 @@ pub async fn submit(
 ) -> ApiResult<Response> {
     let prover = caller.account_with_role(Role::Prover)?;
     let hash = idempotency::request_hash(&format!("POST /v1/agent/jobs/{job_id}/proof"), &req);
-    let app = state.clone();
-    let replied = idempotency::run(&state, caller.principal, key, hash, move |conn| {
-        Box::pin(async move {
-            let outcome = settlement::submit_proof(conn, &app, prover, job_id, &req.proof, Utc::now()).await?;
-            idempotency::reply(StatusCode::OK, &outcome)
-        })
-    })
-    .await?;
+    let replied = settlement::submit(&state, caller.principal, key, hash, prover, job_id, req.proof).await?;
     Ok(idempotency::respond(replied))
 }
 
@@ -233,8 +219,6 @@ pub async fn release(
     ApiPath(job_id): ApiPath<Uuid>,
 ) -> ApiResult<Json<ReleaseResponse>> {
     let prover = caller.account_with_role(Role::Prover)?;
-    let mut tx = state.db.begin().await?;
-    settlement::release(&mut tx, &state.settings, prover, job_id, Utc::now()).await?;
-    tx.commit().await?;
+    settlement::release(&state, prover, job_id).await?;
     Ok(Json(ReleaseResponse { job_id, released: true }))
 }

@@ -4,7 +4,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
-use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -57,12 +56,13 @@ async fn move_stake(state: AppState, caller: Caller, key: Option<String>, req: S
         StakeMove::Release => "POST /v1/provers/unstake",
     };
     let hash = idempotency::request_hash(route, &amount.to_string());
-    let settings = state.settings.clone();
+    let app = state.clone();
+    let now = state.now();
     let done = idempotency::run(&state, caller.principal, key, hash, move |conn| {
         Box::pin(async move {
             let (entry_id, balances) = match how {
                 StakeMove::Bond => provers::stake(conn, prover, amount).await?,
-                StakeMove::Release => provers::unstake(conn, prover, amount, &settings.market, Utc::now()).await?,
+                StakeMove::Release => provers::unstake(conn, &app, prover, amount, now).await?,
             };
             reply(StatusCode::CREATED, &StakeResponse { entry_id, balances: balances.into() })
         })
@@ -85,8 +85,9 @@ pub async fn stake(
     move_stake(state, caller, key, req, StakeMove::Bond).await
 }
 
-/// Releases stake: `bonded -> available`, only what secures no primary slot within the collateral
-/// window. Honours `Idempotency-Key`.
+/// Releases stake: `bonded -> available`, only what secures nothing: not the slots the prover is
+/// primary or backup on in the collateral window, not the jobs it holds, not its active offers'
+/// backing. Honours `Idempotency-Key`.
 #[utoipa::path(post, path = "/v1/provers/unstake", tag = "provers", security(("bearer" = [])), request_body = StakeRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
     responses((status = 201, body = StakeResponse), (status = 409, body = ErrorEnvelope, description = "stake_locked"),
@@ -114,9 +115,10 @@ pub async fn create_offer(
     let prover = caller.account_with_role(Role::Prover)?;
     let hash = idempotency::request_hash("POST /v1/offers", &req);
     let settings = state.settings.clone();
+    let now = state.now();
     let done = idempotency::run(&state, caller.principal, key, hash, move |conn| {
         Box::pin(async move {
-            let offer = offers::create(conn, prover, &req, &settings.market, Utc::now()).await?;
+            let offer = offers::create(conn, prover, &req, &settings.market, now).await?;
             reply(StatusCode::CREATED, &offer)
         })
     })
@@ -165,7 +167,7 @@ pub async fn list_offers(State(state): State<AppState>, ApiQuery(q): ApiQuery<Bo
         prover_id: q.prover_id,
     };
     let mut conn = state.db.acquire().await?;
-    let rows = store::offers::book(&mut conn, &filter, Utc::now(), i64::from(limit)).await?;
+    let rows = store::offers::book(&mut conn, &filter, state.now(), i64::from(limit)).await?;
     Ok(Json(BookResponse { offers: rows.into_iter().map(Into::into).collect() }))
 }
 
@@ -180,7 +182,7 @@ pub async fn cancel_offer(
 ) -> ApiResult<Json<OfferView>> {
     let prover = caller.account_with_role(Role::Prover)?;
     let mut tx = state.db.begin().await?;
-    let offer = offers::cancel(&mut tx, prover, id, Utc::now()).await?;
+    let offer = offers::cancel(&mut tx, prover, id, state.now()).await?;
     tx.commit().await?;
     Ok(Json(offer))
 }
@@ -206,9 +208,10 @@ pub async fn create_quote(
     let buyer = caller.account_with_role(Role::Buyer)?;
     let hash = idempotency::request_hash("POST /v1/quotes", &req);
     let settings = state.settings.clone();
+    let now = state.now();
     let done = idempotency::run(&state, caller.principal, key, hash, move |conn| {
         Box::pin(async move {
-            let quote = contracts::quote(conn, buyer, &req, &settings, Utc::now()).await?;
+            let quote = contracts::quote(conn, buyer, &req, &settings, now).await?;
             reply(StatusCode::CREATED, &quote)
         })
     })
@@ -240,9 +243,10 @@ pub async fn create_contract(
     let buyer = caller.account_with_role(Role::Buyer)?;
     let hash = idempotency::request_hash("POST /v1/contracts", &req);
     let settings = state.settings.clone();
+    let now = state.now();
     let done = idempotency::run(&state, caller.principal, key, hash, move |conn| {
         Box::pin(async move {
-            let contract = contracts::accept(conn, buyer, req.quote_id, &settings, Utc::now()).await?;
+            let contract = contracts::accept(conn, buyer, req.quote_id, &settings, now).await?;
             reply(StatusCode::CREATED, &contract)
         })
     })
@@ -367,7 +371,7 @@ pub async fn put_slot_input(
 ) -> ApiResult<Json<SlotInputView>> {
     let buyer = caller.account_with_role(Role::Buyer)?;
     let mut tx = state.db.begin().await?;
-    let view = contracts::put_input(&mut tx, buyer, id, n, &req.public_input, Utc::now()).await?;
+    let view = contracts::put_input(&mut tx, buyer, id, n, &req.public_input, state.now()).await?;
     tx.commit().await?;
     Ok(Json(view))
 }
@@ -394,9 +398,9 @@ pub struct ReputationView {
     /// Circuit.
     pub circuit: String,
     /// Jobs delivered.
-    pub delivered: i64,
-    /// Jobs failed (missed, released, invalid).
-    pub missed: i64,
+    pub delivered: u64,
+    /// Jobs failed and charged to it (missed, released, invalid).
+    pub missed: u64,
     /// delivered / (delivered + missed), as a decimal string; absent without history.
     pub on_time_ratio: Option<String>,
     /// The score matching uses: (delivered + 1) / (delivered + missed + 2).
@@ -421,25 +425,21 @@ pub struct ReputationResponse {
     params(("id" = Uuid, Path, description = "Prover account id")),
     responses((status = 200, body = ReputationResponse)))]
 pub async fn reputation(State(state): State<AppState>, ApiPath(id): ApiPath<Uuid>) -> ApiResult<Json<ReputationResponse>> {
+    use pcx_settlement::reputation::{on_time_ratio, score};
     let mut conn = state.db.acquire().await?;
-    let rows = store::settlement::reputation(&mut conn, id).await?;
-    let classes = rows
+    let shown = |d: rust_decimal::Decimal| d.round_dp(4).normalize().to_string();
+    let classes = store::reputation::of_prover(&mut conn, AccountId(id))
+        .await?
         .into_iter()
-        .map(|r| {
-            let total = r.delivered + r.missed;
-            let ratio = |num: i64, den: i64| {
-                (rust_decimal::Decimal::from(num) / rust_decimal::Decimal::from(den)).round_dp(4).normalize().to_string()
-            };
-            ReputationView {
-                on_time_ratio: (total > 0).then(|| ratio(r.delivered, total)),
-                score: ratio(r.delivered + 1, total + 2),
-                system: r.system,
-                circuit: r.circuit,
-                delivered: r.delivered,
-                missed: r.missed,
-                latency_p50_secs: r.latency_p50_secs,
-                latency_p95_secs: r.latency_p95_secs,
-            }
+        .map(|r| ReputationView {
+            on_time_ratio: on_time_ratio(r.delivered, r.missed).map(shown),
+            score: shown(score(r.delivered, r.missed)),
+            system: r.system,
+            circuit: r.circuit,
+            delivered: r.delivered,
+            missed: r.missed,
+            latency_p50_secs: r.latency_p50_secs,
+            latency_p95_secs: r.latency_p95_secs,
         })
         .collect();
     Ok(Json(ReputationResponse { prover_id: AccountId(id), classes }))

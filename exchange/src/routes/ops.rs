@@ -7,6 +7,7 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::background::LoopHealth;
 use crate::error::{ApiError, ErrorCode, ErrorEnvelope};
 use crate::AppState;
 
@@ -17,11 +18,14 @@ pub struct HealthResponse {
     pub status: String,
     /// `ok` when the database answered.
     pub database: String,
+    /// The background loops running here (settlement scheduler, oracle) and their last tick.
+    pub background: Vec<LoopHealth>,
     /// Version of the running pcx.
     pub version: String,
 }
 
-/// Health: answers 200 when the database answers, 503 otherwise.
+/// Health: 200 when the database answers and every background loop completed a tick within
+/// `PCX_HEALTH_STALL_SECS`; otherwise 503 saying which part is not well.
 #[utoipa::path(get, path = "/health", tag = "ops",
     responses((status = 200, body = HealthResponse), (status = 503, body = ErrorEnvelope)))]
 pub async fn health(State(state): State<AppState>) -> Result<Json<HealthResponse>, ApiError> {
@@ -31,17 +35,32 @@ pub async fn health(State(state): State<AppState>) -> Result<Json<HealthResponse
     )
     .await;
     match ping {
-        Ok(Ok(_)) => Ok(Json(HealthResponse {
-            status: "ok".into(),
-            database: "ok".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-        })),
+        Ok(Ok(_)) => {}
         Ok(Err(err)) => {
             tracing::warn!(%err, "health check: database error");
-            Err(ApiError::new(ErrorCode::Unavailable, "the database does not answer"))
+            return Err(ApiError::new(ErrorCode::Unavailable, "the database does not answer"));
         }
-        Err(_) => Err(ApiError::new(ErrorCode::Unavailable, "the database does not answer within 3 s")),
+        Err(_) => return Err(ApiError::new(ErrorCode::Unavailable, "the database does not answer within 3 s")),
     }
+    let bound = state.settings.settlement.health_stall;
+    let background = state.background.health(bound);
+    let stalled: Vec<String> = background
+        .iter()
+        .filter(|l| l.stalled)
+        .map(|l| format!("{} completed its last tick {} ms ago", l.name, l.last_tick_age_ms))
+        .collect();
+    if !stalled.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::Unavailable,
+            format!("stalled past {} s: {}", bound.as_secs(), stalled.join("; ")),
+        ));
+    }
+    Ok(Json(HealthResponse {
+        status: "ok".into(),
+        database: "ok".into(),
+        background,
+        version: env!("CARGO_PKG_VERSION").into(),
+    }))
 }
 
 /// Prometheus metrics (text exposition format).

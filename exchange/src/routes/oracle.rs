@@ -34,7 +34,7 @@ pub struct FeedView {
     /// Latest round id, if any.
     pub latest_round_id: Option<i64>,
     /// Latest status.
-    pub status: Option<String>,
+    pub status: Option<pcx_oracle::round::FeedStatus>,
     /// Latest price.
     #[schema(value_type = Option<String>)]
     pub price: Option<rust_decimal::Decimal>,
@@ -62,7 +62,7 @@ pub async fn feeds(State(state): State<AppState>) -> Json<FeedsResponse> {
                 feed_id: f.feed_id.clone(),
                 proof_class: f.proof_class.clone(),
                 latest_round_id: view.as_ref().map(|v| v.round_id),
-                status: view.as_ref().map(|v| v.status.clone()),
+                status: view.as_ref().map(|v| v.status),
                 price: view.and_then(|v| v.price),
             }
         })

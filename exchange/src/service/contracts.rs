@@ -10,11 +10,16 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use pcx_capacity_reservation::allocation::{
-    allocate, floor_hour, AllocationError, Assignment, Block, CollateralTerms, ContractRequest, OfferSnapshot,
+    allocate, AllocationError, Assignment, Block, CollateralTerms, ContractRequest, OfferSnapshot, ReservationRole,
 };
+use pcx_capacity_reservation::capacity::{floor_hour, SlotRun};
+use pcx_capacity_reservation::offer::backing_required;
 use pcx_capacity_reservation::pricing::TieredPrice;
 use pcx_capacity_reservation::quote::price_allocation;
 use pcx_domain::{AccountId, AccountKind, EntryKind, JournalEntry, Money, ProofClass, Schedule, ScheduleError};
+use pcx_prover_pool::circuit::Circuit;
+use pcx_settlement::reputation::{score, NO_HISTORY};
+use pcx_settlement::state::{ContractReason, ContractStatus, Replacement, SlotReason, SlotState};
 
 use crate::config::Settings;
 use crate::error::{ApiError, ApiResult, ErrorCode};
@@ -84,7 +89,8 @@ pub struct QuoteView {
     pub slot_count: u64,
     /// Proofs in the term.
     pub proof_count: u64,
-    /// Capacity held per clock hour from each prover.
+    /// The most proofs the contract has in one clock hour: what each of its provers' offers must
+    /// at least sell per hour.
     pub units_per_hour: u32,
     /// Average price per proof after discounts (`total / proof_count`, rounded).
     pub price_per_proof: Money,
@@ -162,11 +168,7 @@ pub async fn quote(
     let request = checked_request(req, settings, now)?;
     let market = &settings.market;
     let schedule = &request.schedule;
-    let last = schedule
-        .slot_count()
-        .checked_sub(1)
-        .and_then(|n| schedule.slot_opens_at(n))
-        .ok_or_else(|| ApiError::new(ErrorCode::InvalidSchedule, "schedule: it has no slot"))?;
+    let last = schedule.last_opens_at().ok_or_else(|| ApiError::new(ErrorCode::InvalidSchedule, "schedule: it has no slot"))?;
     let span = (floor_hour(schedule.start), floor_hour(last) + Duration::hours(1));
 
     let rows = store::offers::candidates(conn, &request.class, span.0, span.1).await?;
@@ -176,12 +178,16 @@ pub async fn quote(
         held.entry(offer).or_default().push(h);
     }
     let provers: Vec<Uuid> = rows.iter().map(|o| o.prover_id.0).collect::<BTreeSet<_>>().into_iter().collect();
-    let reputations: HashMap<Uuid, Decimal> =
-        store::offers::reputations(conn, &provers, &request.class).await?.into_iter().collect();
+    let reputations: HashMap<AccountId, Decimal> = store::reputation::counts(conn, &provers, &request.class)
+        .await?
+        .into_iter()
+        .map(|(p, delivered, missed)| (p, score(delivered, missed)))
+        .collect();
     let bonded: HashMap<Uuid, Decimal> = store::ledger::bonded_of(conn, &provers).await?.into_iter().collect();
     let required: HashMap<Uuid, Decimal> = store::contracts::collateral_required(
         conn,
         &provers,
+        ReservationRole::Primary,
         now,
         now + market.collateral_window,
         market.slash_multiplier,
@@ -189,9 +195,18 @@ pub async fn quote(
     .await?
     .into_iter()
     .collect();
+    // A prover whose bond no longer backs its offers (it was slashed) sells nothing until it stakes again.
+    let mut backed: BTreeSet<Uuid> = BTreeSet::new();
+    for (prover, exposure) in store::offers::hourly_exposures(conn, &provers, now).await? {
+        let needed = backing_required(market.slash_multiplier, market.collateral_window, exposure);
+        if bonded.get(&prover).copied().unwrap_or_default() >= needed {
+            backed.insert(prover);
+        }
+    }
 
     let offers: Vec<OfferSnapshot> = rows
         .into_iter()
+        .filter(|o| backed.contains(&o.prover_id.0))
         .filter_map(|o| {
             let price = TieredPrice::new(o.price_per_proof, o.tiers).ok()?;
             Some(OfferSnapshot {
@@ -202,7 +217,7 @@ pub async fn quote(
                 window_end: o.window_end,
                 proofs_per_hour: o.proofs_per_hour,
                 price,
-                reputation: reputations.get(&o.prover_id.0).copied().unwrap_or(Decimal::new(5, 1)),
+                reputation: reputations.get(&o.prover_id).copied().unwrap_or(NO_HISTORY),
                 held: held.remove(&o.id).unwrap_or_default(),
             })
         })
@@ -289,10 +304,10 @@ pub struct ContractView {
     pub quote_id: Uuid,
     /// The buyer.
     pub buyer_id: AccountId,
-    /// `active`, `suspended`, `completed` or `cancelled`.
-    pub status: String,
-    /// Why, when not active (machine-readable).
-    pub status_reason: Option<String>,
+    /// Running, suspended (see `status_reason`), completed.
+    pub status: ContractStatus,
+    /// Why, when suspended (machine-readable).
+    pub status_reason: Option<ContractReason>,
     /// What is proved.
     pub proof_class: ProofClass,
     /// When slots open.
@@ -415,7 +430,7 @@ pub async fn accept(
         total: view.total.as_decimal(),
         fee: view.fee.as_decimal(),
         escrow_locked: view.escrow_required.as_decimal(),
-        status: "active".into(),
+        status: ContractStatus::Active,
         status_reason: None,
         created_at: now,
     };
@@ -424,7 +439,10 @@ pub async fn accept(
         .iter()
         .enumerate()
         .map(|(i, b)| {
+            let run = SlotRun::of(&view.schedule, b.first_slot..b.end_slot, view.proofs_per_slot)
+                .ok_or_else(|| ApiError::internal("a quoted block has no slots"))?;
             Ok(BlockRow {
+                run,
                 block_no: i32::try_from(i).map_err(ApiError::internal)?,
                 first_slot: i64::try_from(b.first_slot).map_err(ApiError::internal)?,
                 end_slot: i64::try_from(b.end_slot).map_err(ApiError::internal)?,
@@ -455,6 +473,7 @@ pub async fn accept(
     let required = store::contracts::collateral_required(
         conn,
         &primaries,
+        ReservationRole::Primary,
         now,
         now + market.collateral_window,
         market.slash_multiplier,
@@ -471,7 +490,7 @@ pub async fn accept(
             AccountKind::Available,
             AccountKind::Escrow,
             view.escrow_required,
-            format!("contract:{contract_id}"),
+            pcx_settlement::reference::escrow_at_purchase(contract_id),
         )
         .map_err(ApiError::internal)?;
         store::ledger::post(conn, &entry).await.map_err(|e| {
@@ -488,15 +507,8 @@ pub async fn accept(
         })?;
     }
     // Settlement starts from here: nothing materialised yet, the first escrow window locked.
-    let (_, escrow_until) = pcx_capacity_reservation::allocation::slots_between(
-        &view.schedule,
-        view.schedule.start,
-        view.schedule.start + market.escrow_window,
-    );
-    let escrow_until = i64::try_from(escrow_until).map_err(ApiError::internal)?;
-    let escrow_next = u64::try_from(escrow_until).ok().and_then(|n| view.schedule.slot_opens_at(n));
-    store::settlement::set_materialised(conn, contract_id, 0, Some(view.schedule.start)).await?;
-    store::settlement::set_escrow(conn, contract_id, escrow_until, escrow_next, view.escrow_required.as_decimal()).await?;
+    let escrow_until = view.schedule.first_slot_at_or_after(view.schedule.start + market.escrow_window);
+    store::progress::start(conn, contract_id, &view.schedule, escrow_until, view.escrow_required).await?;
     tracing::info!(contract = %contract_id, buyer = %buyer, slots = view.slot_count, "contract bought");
     contract_view(row, &blocks)
 }
@@ -552,47 +564,60 @@ pub struct SlotView {
     pub opens_at: DateTime<Utc>,
     /// The proof must be verified by then.
     pub deadline: DateTime<Utc>,
-    /// `scheduled`, `proving`, `delivered`, `missed`, `unused` or `cancelled`.
-    pub state: String,
-    /// The primary prover.
+    /// Its state.
+    pub state: SlotState,
+    /// The primary prover (after any replacement).
     pub primary: AccountId,
     /// The backup provers, in order.
     pub backups: Vec<AccountId>,
+    /// Set when the primary chosen at purchase was replaced before the slot opened.
+    pub primary_replaced: Option<PrimaryReplaced>,
     /// Who delivered the proof, once delivered.
     pub delivered_by: Option<AccountId>,
     /// Machine-readable reason of the final state.
-    pub reason: Option<String>,
+    pub reason: Option<SlotReason>,
     /// True once the buyer posted the slot's input.
     pub input_posted: bool,
-    /// Jobs that failed on this slot (each one slashed its prover).
+    /// Jobs that failed on this slot by their prover's fault (each one slashed it when it could).
     pub failed_attempts: u32,
     /// Locked price per proof.
     pub price_per_proof: Money,
+}
+
+/// A primary replaced before its slot opened.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PrimaryReplaced {
+    /// The primary chosen at purchase.
+    pub previous_primary: AccountId,
+    /// Why it was replaced.
+    pub reason: Replacement,
 }
 
 /// Slots `from..from + limit` of a contract: computed from its schedule and allocation blocks, with
 /// the state of those settlement has materialised.
 pub async fn slots(conn: &mut PgConnection, contract: &ContractView, from: u64, limit: u64) -> ApiResult<Vec<SlotView>> {
     let end = from.saturating_add(limit).min(contract.slot_count);
-    let to_i64 = |v: u64| i64::try_from(v).map_err(ApiError::internal);
-    let records = store::settlement::slot_records(conn, contract.contract_id, to_i64(from)?, to_i64(end)?).await?;
+    let records = store::slots::records(conn, contract.contract_id, from, end).await?;
     let deadline = Duration::seconds(i64::from(contract.proof_class.deadline_secs));
     Ok((from..end)
         .filter_map(|n| {
             let block = contract.allocation.iter().find(|b| b.first_slot <= n && n < b.end_slot)?;
             let opens_at = contract.schedule.slot_opens_at(n)?;
-            let record = records.iter().find(|r| u64::try_from(r.n).ok() == Some(n));
+            let record = records.iter().find(|r| r.n == n);
             Some(SlotView {
                 n,
                 opens_at,
                 deadline: opens_at + deadline,
-                state: record.map_or_else(|| "scheduled".to_owned(), |r| r.state.clone()),
-                primary: block.primary.prover_id,
-                backups: block.backups.iter().map(|a| a.prover_id).collect(),
-                delivered_by: record.and_then(|r| r.delivered_by).map(AccountId),
-                reason: record.and_then(|r| r.reason.clone()),
-                input_posted: record.is_some_and(|r| r.public_input.is_some()),
-                failed_attempts: record.map_or(0, |r| u32::try_from(r.failed_attempts).unwrap_or(0)),
+                state: record.map_or(SlotState::Scheduled, |r| r.state),
+                primary: record.map_or(block.primary.prover_id, |r| r.primary),
+                backups: record.map_or_else(|| block.backups.iter().map(|a| a.prover_id).collect(), |r| r.backups.clone()),
+                primary_replaced: record
+                    .and_then(|r| r.replaced)
+                    .map(|(previous_primary, reason)| PrimaryReplaced { previous_primary, reason }),
+                delivered_by: record.and_then(|r| r.delivered_by),
+                reason: record.and_then(|r| r.reason),
+                input_posted: record.is_some_and(|r| r.input.is_some()),
+                failed_attempts: record.map_or(0, |r| r.failed_attempts),
                 price_per_proof: block.price_per_proof,
             })
         })
@@ -606,13 +631,13 @@ pub struct SlotInputView {
     pub contract_id: Uuid,
     /// Slot number.
     pub n: u64,
-    /// The input (decimal field element), canonical form.
+    /// The input, canonical form (hash-chain: the seed as a decimal field element).
     pub public_input: String,
     /// When the slot opens; the input can change until then.
     pub opens_at: DateTime<Utc>,
 }
 
-/// Posts (or replaces) a slot's public input before the slot opens.
+/// Posts (or replaces) a slot's input before the slot opens; the contract's circuit checks it.
 pub async fn put_input(
     conn: &mut PgConnection,
     buyer: AccountId,
@@ -628,9 +653,8 @@ pub async fn put_input(
             format!("slot {n} does not exist; the contract has slots 0 to {}", contract.slot_count - 1),
         ));
     }
-    let seed = pcx_prover_pool::field::parse_field_element(input)
-        .map_err(|e| ApiError::new(ErrorCode::InvalidInput, format!("public_input: {e}")))?;
-    let canonical = pcx_prover_pool::field::field_to_decimal(&seed);
+    let circuit = Circuit::for_class(&contract.proof_class).map_err(ApiError::internal)?;
+    let canonical = circuit.parse_input(input).map_err(|e| ApiError::new(ErrorCode::InvalidInput, format!("public_input: {e}")))?;
     let opens_at = contract.schedule.slot_opens_at(n).ok_or_else(|| ApiError::internal("slot beyond schedule"))?;
     let slot_too_late = || {
         ApiError::new(ErrorCode::SlotAlreadyOpen, format!("slot {n} opened at {}; inputs must come before a slot opens", opens_at.to_rfc3339()))
@@ -638,10 +662,10 @@ pub async fn put_input(
     if opens_at <= now {
         return Err(slot_too_late());
     }
-    let n_i64 = i64::try_from(n).map_err(ApiError::internal)?;
     // Materialise this one slot early if the scheduler has not reached it yet.
-    store::settlement::insert_slots(conn, contract_id, n_i64, n_i64 + 1).await?;
-    if !store::settlement::set_input(conn, contract_id, n_i64, &canonical).await? {
+    let deadline = opens_at + Duration::seconds(i64::from(contract.proof_class.deadline_secs));
+    store::slots::insert(conn, contract_id, &[(n, opens_at, deadline)]).await?;
+    if !store::slots::set_input(conn, contract_id, n, &canonical).await? {
         return Err(slot_too_late());
     }
     Ok(SlotInputView { contract_id, n, public_input: canonical, opens_at })
@@ -656,7 +680,7 @@ pub struct ProofView {
     pub n: u64,
     /// What was proved.
     pub proof_class: ProofClass,
-    /// Public inputs in circuit order: `[seed, out]` (decimal field elements).
+    /// Public inputs in circuit order (hash-chain: `[seed, out]`), decimal field elements.
     pub public_inputs: Vec<String>,
     /// `groth16-bn254-arkworks-compressed`: `proof` is `0x` + the 128-byte compressed encoding of
     /// (A ∈ G1, B ∈ G2, C ∈ G1) by ark-serialize.
@@ -675,27 +699,25 @@ pub struct ProofView {
 /// The proof of a delivered slot.
 pub async fn proof(conn: &mut PgConnection, reader: Reader, contract_id: Uuid, n: u64) -> ApiResult<ProofView> {
     let contract = get(conn, reader, contract_id).await?;
-    let n_i64 = i64::try_from(n).map_err(ApiError::internal)?;
-    let record = store::settlement::slot_records(conn, contract_id, n_i64, n_i64 + 1).await?.pop();
-    let state = record.as_ref().map_or("scheduled", |r| r.state.as_str()).to_owned();
+    let record = store::slots::records(conn, contract_id, n, n.saturating_add(1)).await?.pop();
+    let state = record.as_ref().map_or(SlotState::Scheduled, |r| r.state);
     let not_delivered = || ApiError::new(ErrorCode::SlotNotDelivered, format!("slot {n} is {state}: it has no proof"));
     let record = record.ok_or_else(not_delivered)?;
-    let (Some(proof), Some(by), Some(at), Some(input), Some(output)) =
-        (record.proof, record.delivered_by, record.delivered_at, record.public_input, record.public_output)
+    let (Some(proof), Some(by), Some(at), Some(public_inputs)) = (record.proof, record.delivered_by, record.delivered_at, record.public_signals)
     else {
         return Err(not_delivered());
     };
-    let decoded = pcx_prover_pool::encoding::decode_proof(&proof).map_err(ApiError::internal)?;
-    let points = serde_json::to_value(pcx_prover_pool::encoding::proof_points(&decoded)).map_err(ApiError::internal)?;
+    let circuit = Circuit::for_class(&contract.proof_class).map_err(ApiError::internal)?;
+    let (encoding, points) = circuit.describe_proof(&proof).ok_or_else(|| ApiError::internal("a stored proof does not decode"))?;
     Ok(ProofView {
         contract_id,
         n,
         proof_class: contract.proof_class,
-        public_inputs: vec![input, output],
-        encoding: "groth16-bn254-arkworks-compressed".into(),
+        public_inputs,
+        encoding: encoding.into(),
         proof,
-        points,
-        delivered_by: AccountId(by),
+        points: serde_json::to_value(points).map_err(ApiError::internal)?,
+        delivered_by: by,
         delivered_at: at,
     })
 }

@@ -54,6 +54,8 @@ pub async fn deposit(
     let entry = JournalEntry::deposit(account, amount, reference.clone())
         .map_err(|e| ApiError::new(ErrorCode::InvalidAmount, e.to_string()))?;
     let posted = store::ledger::post(conn, &entry).await.map_err(|e| post_error(e, "deposit"))?;
+    // A buyer who pays in gets its suspended contracts' escrow retried at the next tick.
+    store::progress::retry_escrow_now(conn, account).await?;
     let balances = store::ledger::balances(conn, account).await?;
     Ok(Movement { id, entry_id: posted.entry_id, reference, balances, created_at: posted.created_at })
 }

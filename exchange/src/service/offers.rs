@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use utoipa::ToSchema;
 
+use pcx_capacity_reservation::offer::{backing_required, OfferStatus};
 use pcx_capacity_reservation::pricing::{PriceTier, TieredPrice};
 use pcx_domain::{schedule::MAX_TERM_SECS, AccountId, Money, ProofClass};
 
@@ -66,8 +67,8 @@ pub struct OfferView {
     pub price_per_proof: Money,
     /// Volume tiers.
     pub tiers: Vec<PriceTier>,
-    /// `active` or `cancelled`.
-    pub status: String,
+    /// Whether it sells.
+    pub status: OfferStatus,
     /// When it was posted.
     pub created_at: DateTime<Utc>,
 }
@@ -140,7 +141,7 @@ pub async fn create(
     let existing = store::offers::hourly_exposure(conn, prover, input.window_start, input.window_end).await?;
     let hours = Decimal::from(market.collateral_window.num_seconds()) / Decimal::from(3600);
     let exposure = existing + price.base().as_decimal() * Decimal::from(input.proofs_per_hour);
-    let required = market.slash_multiplier * hours * exposure;
+    let required = backing_required(market.slash_multiplier, market.collateral_window, exposure);
     if required > bonded {
         let required = Money::round_stored(required).unwrap_or(Money::ZERO);
         return Err(ApiError::new(

@@ -14,13 +14,15 @@ use serde_json::{json, Value};
 use tokio::sync::broadcast;
 use utoipa::ToSchema;
 
-use pcx_oracle::aggregate::{curve, estimate, Deliveries, Params, Quote, SourceKind};
+use pcx_oracle::aggregate::{curve, estimate, Params};
+use pcx_oracle::external::{self, Machine};
 use pcx_oracle::feed::{all_feeds, Feed};
-use pcx_oracle::round::{should_publish, FeedStatus, OracleSigner, RoundValues};
-use pcx_oracle::METHODOLOGY_VERSION;
+use pcx_oracle::round::{next_round, FeedStatus, OracleSigner, Publication, RoundValues};
+use pcx_oracle::sources::{self, market_quotes, Outcomes};
 
 use crate::config::OracleConfig;
 use crate::error::{ApiError, ApiResult};
+use crate::background::ORACLE;
 use crate::store::{self, oracle::RoundRow};
 use crate::AppState;
 
@@ -38,31 +40,20 @@ pub struct ProviderConfig {
     pub machines: Option<Vec<Machine>>,
 }
 
-/// A machine of a provider's price list: an hourly rate and what it proves per hour.
-#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Machine {
-    /// Machine id, e.g. `h100`.
-    pub id: String,
-    /// Free text, e.g. "1x H100 80GB".
-    pub hardware: Option<String>,
-    /// Rate in USD per hour (decimal string).
-    pub hourly_usd: String,
-    /// Measured hash-chain proofs per hour, by size_log2 (as a string key).
-    pub proofs_per_hour: HashMap<String, u64>,
-    /// Tightest deadline it serves, in seconds (default 60).
-    pub min_deadline_secs: Option<u32>,
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ProvidersFile {
     providers: Vec<ProviderConfig>,
 }
 
-#[derive(Debug, Deserialize)]
-struct PriceList {
-    machines: Vec<Machine>,
+/// Whether a provider's list is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderState {
+    /// Fetched and well-formed: its machines price the feeds.
+    Ok,
+    /// Left out this round, for `reason`.
+    Excluded,
 }
 
 /// A provider's state after its last fetch.
@@ -70,8 +61,8 @@ struct PriceList {
 pub struct ProviderStatus {
     /// Provider.
     pub provider: String,
-    /// `ok` or `excluded`.
-    pub status: String,
+    /// Whether its list is used.
+    pub status: ProviderState,
     /// Why excluded: `unreachable: ...`, `timeout after N ms`, `http status N`, `malformed: ...`.
     pub reason: Option<String>,
     /// When fetched.
@@ -156,7 +147,7 @@ pub struct RoundView {
     #[schema(value_type = Object)]
     pub quantiles: Value,
     /// `ok`, `stale` (past valid_until, nothing newer), `insufficient_sources`, `halted`.
-    pub status: String,
+    pub status: FeedStatus,
     /// When published.
     pub published_at: DateTime<Utc>,
     /// Do not use after this.
@@ -179,7 +170,7 @@ pub fn round_view(row: &RoundRow, now: DateTime<Utc>) -> RoundView {
                                                        "95": c.normalize().to_string(), "99": d.normalize().to_string()}),
         _ => Value::Null,
     };
-    let status = if now > row.valid_until { FeedStatus::Stale.as_str().to_owned() } else { row.status.clone() };
+    let status = if now > row.valid_until { FeedStatus::Stale } else { row.status };
     RoundView {
         feed_id: row.feed_id.clone(),
         round_id: row.round_id,
@@ -214,7 +205,10 @@ impl OracleRuntime {
         let (events, _) = broadcast::channel(1024);
         let runtime = OracleRuntime {
             signer,
-            feeds: all_feeds("hash-chain", 10..=20),
+            feeds: pcx_prover_pool::registry::CIRCUITS
+                .iter()
+                .flat_map(|c| all_feeds(c.system, c.name, c.min_size_log2..=c.max_size_log2))
+                .collect(),
             params,
             settings: OracleSettings {
                 tick: (config.oracle_tick_ms > 0).then(|| std::time::Duration::from_millis(config.oracle_tick_ms)),
@@ -241,7 +235,7 @@ impl OracleRuntime {
     }
 
     fn published_from_row(&self, row: RoundRow) -> Option<Published> {
-        let status = FeedStatus::parse(&row.status)?;
+        let status = row.status;
         let quantiles = match (row.q50, row.q80, row.q95, row.q99) {
             (Some(a), Some(b), Some(c), Some(d)) => Some([a, b, c, d]),
             _ => None,
@@ -298,13 +292,13 @@ impl OracleRuntime {
         let fetches = self.providers.iter().map(|p| fetch_provider(&self.http, p, self.settings.provider_timeout));
         for (provider, result) in self.providers.iter().zip(futures_util::future::join_all(fetches).await) {
             let (status, reason, machines) = match result {
-                Ok(machines) => ("ok", None, machines),
+                Ok(machines) => (ProviderState::Ok, None, machines),
                 Err(reason) => {
                     tracing::warn!(provider = %provider.name, %reason, "external price provider excluded");
-                    ("excluded", Some(reason), Vec::new())
+                    (ProviderState::Excluded, Some(reason), Vec::new())
                 }
             };
-            statuses.push(ProviderStatus { provider: provider.name.clone(), status: status.into(), reason, fetched_at: now, machines });
+            statuses.push(ProviderStatus { provider: provider.name.clone(), status, reason, fetched_at: now, machines });
         }
         *self.external.lock().unwrap_or_else(|p| p.into_inner()) = Some((now, statuses.clone()));
         statuses
@@ -324,20 +318,10 @@ fn load_providers(path: &Path) -> anyhow::Result<Vec<ProviderConfig>> {
     Ok(file.providers)
 }
 
-fn checked_machines(machines: Vec<Machine>) -> Result<Vec<Machine>, String> {
-    for m in &machines {
-        let rate: Decimal = m.hourly_usd.parse().map_err(|_| format!("malformed: machine {}: hourly_usd is not a decimal", m.id))?;
-        if rate <= Decimal::ZERO || m.proofs_per_hour.values().any(|n| *n == 0) {
-            return Err(format!("malformed: machine {}: rates and proofs per hour must be positive", m.id));
-        }
-    }
-    Ok(machines)
-}
-
 /// Fetches a provider's price list; `Err` says why it is excluded.
 async fn fetch_provider(http: &reqwest::Client, provider: &ProviderConfig, timeout: std::time::Duration) -> Result<Vec<Machine>, String> {
     if let Some(machines) = &provider.machines {
-        return checked_machines(machines.clone());
+        return external::check(machines.clone());
     }
     let url = provider.url.as_deref().unwrap_or_default();
     let response = match tokio::time::timeout(timeout, http.get(url).send()).await {
@@ -354,8 +338,8 @@ async fn fetch_provider(http: &reqwest::Client, provider: &ProviderConfig, timeo
         Ok(Err(err)) => return Err(format!("unreachable: {err}")),
         Ok(Ok(body)) => body,
     };
-    let list: PriceList = serde_json::from_slice(&body).map_err(|e| format!("malformed: {e}"))?;
-    checked_machines(list.machines)
+    let list: external::PriceList = serde_json::from_slice(&body).map_err(|e| format!("malformed: {e}"))?;
+    external::check(list.machines)
 }
 
 /// One oracle tick at `now`: every feed recomputed, rounds published where due.
@@ -364,116 +348,56 @@ pub async fn tick(state: &AppState, now: DateTime<Utc>) -> ApiResult<usize> {
     let mut conn = state.db.acquire().await?;
     let asks = store::oracle::open_asks(&mut conn, now).await?;
     let executed = store::oracle::executed_since(&mut conn, now - oracle.params.executed_max_age).await?;
-    let outcomes = store::oracle::outcomes_since(&mut conn, now - Duration::days(7)).await?;
+    let outcomes: Vec<Outcomes> = store::slots::outcomes_since(&mut conn, now - Duration::days(7))
+        .await?
+        .into_iter()
+        .map(|(class, delivered, missed)| Outcomes { class, delivered, missed })
+        .collect();
     let halts: HashMap<String, String> = store::oracle::halts(&mut conn).await?.into_iter().collect();
     drop(conn);
     let providers = oracle.external_statuses(now).await;
+    let discounts = &state.settings.market.discounts;
+    let discount_bps = |proofs: u64, term_secs: i64| discounts.discount_bps(proofs, term_secs);
+    let rule = Publication { deviation: oracle.settings.deviation, heartbeat: oracle.settings.heartbeat };
 
     let mut published = 0;
     for feed in &oracle.feeds {
-        let class = &feed.proof_class;
-        let serves = |circuit: &str, size: i16, deadline: i32| {
-            circuit == class.circuit && size >= i16::from(class.size_log2) && i64::from(deadline) <= i64::from(class.deadline_secs)
-        };
-        let mut quotes: Vec<Quote> = asks
-            .iter()
-            .filter(|a| serves(&a.circuit, a.size_log2, a.deadline_secs))
-            .map(|a| Quote {
-                source: format!("ask:{}", a.id),
-                owner: format!("prover:{}", a.prover_id),
-                kind: SourceKind::Ask,
-                price: a.price_per_proof,
-                observed_at: now.min(a.created_at.max(now - Duration::hours(1))),
-                available_until: Some(a.window_end),
-            })
-            .collect();
-        quotes.extend(executed.iter().filter(|c| serves(&c.circuit, c.size_log2, c.deadline_secs)).map(|c| Quote {
-            source: format!("executed:{}", c.id),
-            owner: format!("prover:{}", c.prover_id),
-            kind: SourceKind::Executed,
-            price: c.price_per_proof,
-            observed_at: c.created_at,
-            available_until: Some(c.ends_at),
-        }));
-        for provider in providers.iter().filter(|p| p.status == "ok") {
-            for machine in &provider.machines {
-                let Some(per_hour) = machine.proofs_per_hour.get(&class.size_log2.to_string()) else { continue };
-                if machine.min_deadline_secs.unwrap_or(60) > class.deadline_secs {
-                    continue;
-                }
-                let Ok(rate) = machine.hourly_usd.parse::<Decimal>() else { continue };
-                quotes.push(Quote {
-                    source: format!("external:{}/{}", provider.provider, machine.id),
-                    owner: format!("provider:{}", provider.provider),
-                    kind: SourceKind::External,
-                    price: rate / Decimal::from(*per_hour),
-                    observed_at: provider.fetched_at,
-                    available_until: None,
-                });
-            }
+        let mut quotes = market_quotes(feed, &asks, &executed, now);
+        for provider in providers.iter().filter(|p| p.status == ProviderState::Ok) {
+            quotes.extend(external::quotes(feed, &provider.provider, &provider.machines, provider.fetched_at));
         }
-        let deliveries = outcomes
-            .iter()
-            .filter(|(circuit, size, deadline, _, _)| {
-                *circuit == class.circuit && i16::from(class.size_log2) == *size && i64::from(*deadline) <= i64::from(class.deadline_secs)
-            })
-            .fold(Deliveries::default(), |acc, (_, _, _, d, m)| Deliveries {
-                delivered: acc.delivered + u64::try_from(*d).unwrap_or(0),
-                missed: acc.missed + u64::try_from(*m).unwrap_or(0),
-            });
-
+        let deliveries = sources::deliveries(feed, &outcomes);
         let estimate = estimate(quotes.clone(), deliveries, now, &oracle.params);
-        let status = if halts.contains_key(&feed.feed_id) {
-            FeedStatus::Halted
-        } else if estimate.price.is_some() {
-            FeedStatus::Ok
-        } else {
-            FeedStatus::InsufficientSources
-        };
-        let (price, conf, quantiles) = match status {
-            FeedStatus::Ok => (estimate.price, estimate.conf, estimate.quantiles),
-            _ => (None, None, None),
-        };
         let last = oracle.latest(&feed.feed_id);
-        if !should_publish(last.as_ref().map(|l| &l.values), price, status, now, oracle.settings.deviation, oracle.settings.heartbeat) {
+        let halted = halts.get(&feed.feed_id);
+        let Some(values) = next_round(&feed.feed_id, last.as_ref().map(|l| &l.values), &estimate, halted.is_some(), now, &rule)
+        else {
             continue;
-        }
-        let values = RoundValues {
-            feed_id: feed.feed_id.clone(),
-            round_id: last.as_ref().map_or(1, |l| l.values.round_id + 1),
-            price,
-            conf,
-            quantiles,
-            status,
-            published_at: now,
-            valid_until: now + oracle.settings.heartbeat * 2,
-            n_sources: u16::try_from(estimate.n_sources).unwrap_or(u16::MAX),
-            methodology_version: METHODOLOGY_VERSION,
         };
         let signed = oracle.signer.sign(&values).map_err(ApiError::internal)?;
-        let curve = curve(&quotes, deliveries, now, &oracle.params, &state.settings.market.discounts);
+        let curve = curve(&quotes, deliveries, now, &oracle.params, &discount_bps);
         let sources = json!({
             "quotes": estimate.assessed,
             "providers": providers,
             "deliveries": deliveries,
             "reliability": estimate.reliability.round_dp(4).normalize().to_string(),
-            "halted": halts.get(&feed.feed_id),
+            "halted": halted,
         });
-        let [q50, q80, q95, q99] = quantiles.map_or([None; 4], |q| q.map(Some));
+        let [q50, q80, q95, q99] = values.quantiles.map_or([None; 4], |q| q.map(Some));
         let row = RoundRow {
             feed_id: feed.feed_id.clone(),
             round_id: i64::try_from(values.round_id).map_err(ApiError::internal)?,
-            price,
-            conf,
+            price: values.price,
+            conf: values.conf,
             q50,
             q80,
             q95,
             q99,
-            status: status.as_str().to_owned(),
+            status: values.status,
             n_sources: i32::from(values.n_sources),
             published_at: now,
             valid_until: values.valid_until,
-            methodology_version: i32::from(METHODOLOGY_VERSION),
+            methodology_version: i32::from(values.methodology_version),
             typed_data: signed.typed_data,
             signature: signed.signature,
             sources,
@@ -482,12 +406,13 @@ pub async fn tick(state: &AppState, now: DateTime<Utc>) -> ApiResult<usize> {
         let mut conn = state.db.acquire().await?;
         store::oracle::insert_round(&mut conn, &row).await?;
         let view = round_view(&row, now);
-        let status_changed = last.as_ref().is_some_and(|l| l.values.status != status);
+        let status_changed = last.as_ref().is_some_and(|l| l.values.status != values.status);
         let body = serde_json::to_vec(&view).map_err(ApiError::internal)?;
+        let status = values.status;
         oracle.remember(Published { values, row, body: body.into() });
         oracle.emit("round", serde_json::to_value(&view).map_err(ApiError::internal)?);
         if status_changed {
-            oracle.emit("status", json!({"feed_id": feed.feed_id, "status": status.as_str(), "round_id": view.round_id}));
+            oracle.emit("status", json!({"feed_id": feed.feed_id, "status": status, "round_id": view.round_id}));
         }
         published += 1;
     }
@@ -499,13 +424,21 @@ pub async fn tick(state: &AppState, now: DateTime<Utc>) -> ApiResult<usize> {
     Ok(published)
 }
 
-/// Runs the oracle until `shutdown` turns true (does nothing when its tick is off).
+/// Runs the oracle until `shutdown` turns true (does nothing when its tick is off). Each tick
+/// runs supervised: a failing or panicking tick is logged and the next one runs.
 pub async fn run_oracle(state: AppState, shutdown: tokio::sync::watch::Receiver<bool>) {
     let Some(period) = state.oracle.settings.tick else { return };
-    crate::periodic::every(period, shutdown, || async {
-        if let Err(err) = tick(&state, Utc::now()).await {
-            tracing::warn!(error = %err, "oracle tick failed; retrying next tick");
+    state.background.started(ORACLE);
+    let ticking = state.clone();
+    crate::periodic::supervised("oracle tick", period, shutdown, move || {
+        let state = ticking.clone();
+        async move {
+            match tick(&state, Utc::now()).await {
+                Ok(_) => state.background.ticked(ORACLE),
+                Err(err) => tracing::warn!(error = %err, "oracle tick failed; retrying next tick"),
+            }
         }
     })
     .await;
+    state.background.stopped(ORACLE);
 }

@@ -5,9 +5,12 @@ use rust_decimal::Decimal;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use pcx_domain::AccountId;
+use pcx_capacity_reservation::allocation::ReservationRole;
+use pcx_capacity_reservation::capacity::SlotRun;
+use pcx_domain::{AccountId, AccountKind};
+use pcx_settlement::state::{ContractReason, ContractStatus};
 
-use super::is_constraint_violation;
+use super::{db_count, is_constraint_violation, named};
 
 /// A stored quote.
 #[derive(Debug, Clone)]
@@ -67,7 +70,7 @@ pub async fn contract_of_quote(conn: &mut PgConnection, quote: Uuid) -> Result<O
 }
 
 /// A contract as stored.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct ContractRow {
     /// Id.
     pub id: Uuid,
@@ -105,12 +108,66 @@ pub struct ContractRow {
     pub fee: Decimal,
     /// Escrow locked at purchase.
     pub escrow_locked: Decimal,
-    /// `active`, `suspended`, `completed`, `cancelled`.
-    pub status: String,
-    /// Why, when not active.
-    pub status_reason: Option<String>,
+    /// Status.
+    pub status: ContractStatus,
+    /// Why, when suspended.
+    pub status_reason: Option<ContractReason>,
     /// Created.
     pub created_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct RawContract {
+    id: Uuid,
+    buyer_id: Uuid,
+    quote_id: Uuid,
+    system: String,
+    circuit: String,
+    size_log2: i16,
+    deadline_secs: i32,
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+    every_secs: i32,
+    proofs_per_slot: i32,
+    redundancy: i16,
+    slot_count: i64,
+    price_per_proof: Decimal,
+    discount_bps: i32,
+    total: Decimal,
+    fee: Decimal,
+    escrow_locked: Decimal,
+    status: String,
+    status_reason: Option<String>,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<RawContract> for ContractRow {
+    type Error = sqlx::Error;
+    fn try_from(r: RawContract) -> Result<Self, Self::Error> {
+        Ok(ContractRow {
+            status: named(ContractStatus::parse, &r.status, "contract status")?,
+            status_reason: r.status_reason.as_deref().map(|why| named(ContractReason::parse, why, "contract reason")).transpose()?,
+            id: r.id,
+            buyer_id: r.buyer_id,
+            quote_id: r.quote_id,
+            system: r.system,
+            circuit: r.circuit,
+            size_log2: r.size_log2,
+            deadline_secs: r.deadline_secs,
+            starts_at: r.starts_at,
+            ends_at: r.ends_at,
+            every_secs: r.every_secs,
+            proofs_per_slot: r.proofs_per_slot,
+            redundancy: r.redundancy,
+            slot_count: r.slot_count,
+            price_per_proof: r.price_per_proof,
+            discount_bps: r.discount_bps,
+            total: r.total,
+            fee: r.fee,
+            escrow_locked: r.escrow_locked,
+            created_at: r.created_at,
+        })
+    }
 }
 
 const CONTRACT_COLUMNS: &str = "id, buyer_id, quote_id, system, circuit, size_log2, deadline_secs, starts_at, ends_at, \
@@ -118,7 +175,7 @@ const CONTRACT_COLUMNS: &str = "id, buyer_id, quote_id, system, circuit, size_lo
     status, status_reason, created_at";
 
 /// A block as stored.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct BlockRow {
     /// Block number within the contract.
     pub block_no: i32,
@@ -126,9 +183,9 @@ pub struct BlockRow {
     pub first_slot: i64,
     /// End slot (exclusive).
     pub end_slot: i64,
-    /// Reserved hours start.
+    /// Start of the first clock hour its slots open in.
     pub starts_at: DateTime<Utc>,
-    /// Reserved hours end.
+    /// End of the last clock hour its slots open in.
     pub ends_at: DateTime<Utc>,
     /// Primary offer.
     pub primary_offer_id: i64,
@@ -140,6 +197,8 @@ pub struct BlockRow {
     pub backup_prover_ids: Vec<Uuid>,
     /// Locked price per proof.
     pub price_per_proof: Decimal,
+    /// The slots it holds, as the capacity rule counts them.
+    pub run: SlotRun,
 }
 
 /// Why a contract could not be stored.
@@ -153,9 +212,10 @@ pub enum InsertError {
     Db(#[from] sqlx::Error),
 }
 
-/// Stores a contract, its blocks and their reservations (`units_per_hour` each). The reservation
-/// trigger refuses any that would overbook; reservations are inserted in offer order so that
-/// concurrent purchases lock offers in the same order.
+/// Stores a contract, its blocks and their reservations (each holding its block's run of slots;
+/// `units_per_hour` records the contract's peak per hour). The reservation trigger refuses any
+/// that would overbook; reservations are inserted in offer order so that concurrent purchases
+/// lock offers in the same order.
 pub async fn insert_contract(
     conn: &mut PgConnection,
     contract: &ContractRow,
@@ -184,8 +244,8 @@ pub async fn insert_contract(
     .bind(contract.total)
     .bind(contract.fee)
     .bind(contract.escrow_locked)
-    .bind(&contract.status)
-    .bind(&contract.status_reason)
+    .bind(contract.status.as_str())
+    .bind(contract.status_reason.map(|r| r.as_str()))
     .bind(contract.created_at)
     .execute(&mut *conn)
     .await?;
@@ -215,33 +275,39 @@ pub async fn insert_contract(
         offer: i64,
         block: &'a BlockRow,
         prover: Uuid,
-        role: &'static str,
+        role: ReservationRole,
     }
     let mut rows: Vec<Reservation> = Vec::new();
     for b in blocks {
-        rows.push(Reservation { offer: b.primary_offer_id, block: b, prover: b.primary_prover_id, role: "primary" });
+        rows.push(Reservation { offer: b.primary_offer_id, block: b, prover: b.primary_prover_id, role: ReservationRole::Primary });
         for (offer, prover) in b.backup_offer_ids.iter().zip(&b.backup_prover_ids) {
-            rows.push(Reservation { offer: *offer, block: b, prover: *prover, role: "backup" });
+            rows.push(Reservation { offer: *offer, block: b, prover: *prover, role: ReservationRole::Backup });
         }
     }
     rows.sort_by_key(|r| (r.offer, r.block.starts_at));
     let result = sqlx::query(
         "INSERT INTO reservations (contract_id, offer_id, block_no, prover_id, role, starts_at, ends_at,
-                                   units_per_hour, price_per_proof)
-         SELECT $1, r.offer_id, r.block_no, r.prover_id, r.role, r.starts_at, r.ends_at, $9, r.price
-           FROM unnest($2::bigint[], $3::int[], $4::uuid[], $5::text[], $6::timestamptz[], $7::timestamptz[], $8::numeric[])
-                WITH ORDINALITY AS r (offer_id, block_no, prover_id, role, starts_at, ends_at, price, ord)
+                                   units_per_hour, price_per_proof, first_at, every_secs, slot_count, proofs_per_slot)
+         SELECT $1, r.offer_id, r.block_no, r.prover_id, r.role, r.starts_at, r.ends_at, $9, r.price, r.first_at, $10,
+                r.slot_count, $11
+           FROM unnest($2::bigint[], $3::int[], $4::uuid[], $5::text[], $6::timestamptz[], $7::timestamptz[], $8::numeric[],
+                       $12::timestamptz[], $13::bigint[])
+                WITH ORDINALITY AS r (offer_id, block_no, prover_id, role, starts_at, ends_at, price, first_at, slot_count, ord)
           ORDER BY r.ord",
     )
     .bind(contract.id)
     .bind(rows.iter().map(|r| r.offer).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.block.block_no).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.prover).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.role).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.role.as_str()).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.block.starts_at).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.block.ends_at).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.block.price_per_proof).collect::<Vec<_>>())
     .bind(units_per_hour)
+    .bind(contract.every_secs)
+    .bind(contract.proofs_per_slot)
+    .bind(rows.iter().map(|r| r.block.run.first_at()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| db_count(r.block.run.slot_count())).collect::<Vec<_>>())
     .execute(&mut *conn)
     .await;
     match result {
@@ -261,22 +327,45 @@ pub async fn insert_contract(
 
 /// One contract.
 pub async fn get_contract(conn: &mut PgConnection, id: Uuid) -> Result<Option<ContractRow>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {CONTRACT_COLUMNS} FROM contracts WHERE id = $1"))
+    let raw: Option<RawContract> = sqlx::query_as(&format!("SELECT {CONTRACT_COLUMNS} FROM contracts WHERE id = $1"))
         .bind(id)
         .fetch_optional(conn)
-        .await
+        .await?;
+    raw.map(TryInto::try_into).transpose()
 }
 
-/// Blocks of a contract, in slot order.
+/// Blocks of a contract, in slot order, each with its run of slots.
 pub async fn blocks(conn: &mut PgConnection, contract: Uuid) -> Result<Vec<BlockRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT block_no, first_slot, end_slot, starts_at, ends_at, primary_offer_id, primary_prover_id,
-                backup_offer_ids, backup_prover_ids, price_per_proof
-           FROM contract_blocks WHERE contract_id = $1 ORDER BY first_slot",
+    type Raw = (i32, i64, i64, DateTime<Utc>, DateTime<Utc>, i64, Uuid, Vec<i64>, Vec<Uuid>, Decimal, DateTime<Utc>, DateTime<Utc>, i32, i32);
+    let rows: Vec<Raw> = sqlx::query_as(
+        "SELECT b.block_no, b.first_slot, b.end_slot, b.starts_at, b.ends_at, b.primary_offer_id, b.primary_prover_id,
+                b.backup_offer_ids, b.backup_prover_ids, b.price_per_proof, c.starts_at, c.ends_at, c.every_secs, c.proofs_per_slot
+           FROM contract_blocks b JOIN contracts c ON c.id = b.contract_id WHERE b.contract_id = $1 ORDER BY b.first_slot",
     )
     .bind(contract)
     .fetch_all(conn)
-    .await
+    .await?;
+    rows.into_iter()
+        .map(|(block_no, first_slot, end_slot, starts_at, ends_at, primary_offer_id, primary_prover_id, backup_offer_ids,
+               backup_prover_ids, price_per_proof, start, end, every, pps)| {
+            let schedule = pcx_domain::Schedule { start, end, every_secs: u32::try_from(every).map_err(|_| super::corrupt("cadence"))? };
+            let range = super::unsigned(first_slot, "block start")?..super::unsigned(end_slot, "block end")?;
+            let run = SlotRun::of(&schedule, range, super::small(pps, "proofs per slot")?).ok_or_else(|| super::corrupt("block range"))?;
+            Ok(BlockRow {
+                block_no,
+                first_slot,
+                end_slot,
+                starts_at,
+                ends_at,
+                primary_offer_id,
+                primary_prover_id,
+                backup_offer_ids,
+                backup_prover_ids,
+                price_per_proof,
+                run,
+            })
+        })
+        .collect()
 }
 
 /// Whose contracts to list.
@@ -297,13 +386,14 @@ pub async fn list(conn: &mut PgConnection, viewer: Viewer, limit: i64) -> Result
         Viewer::Prover(id) => ("id IN (SELECT contract_id FROM reservations WHERE prover_id = $1)", Some(id)),
         Viewer::Admin => ("$1::uuid IS NULL", None),
     };
-    sqlx::query_as(&format!(
+    let raws: Vec<RawContract> = sqlx::query_as(&format!(
         "SELECT {CONTRACT_COLUMNS} FROM contracts WHERE {clause} ORDER BY created_at DESC, id LIMIT $2"
     ))
     .bind(who)
     .bind(limit)
     .fetch_all(conn)
-    .await
+    .await?;
+    raws.into_iter().map(TryInto::try_into).collect()
 }
 
 /// True when `prover` holds a reservation in `contract`.
@@ -320,34 +410,35 @@ pub async fn serves(conn: &mut PgConnection, contract: Uuid, prover: Uuid) -> Re
 pub async fn lock_bonded(conn: &mut PgConnection, provers: &[Uuid]) -> Result<Vec<(Uuid, Decimal)>, sqlx::Error> {
     sqlx::query_as(
         "SELECT owner_id, balance FROM ledger_accounts
-          WHERE owner_id = ANY($1) AND kind = 'bonded' ORDER BY owner_id FOR NO KEY UPDATE",
+          WHERE owner_id = ANY($1) AND kind = $2 ORDER BY owner_id FOR NO KEY UPDATE",
     )
     .bind(provers)
+    .bind(AccountKind::Bonded.as_str())
     .fetch_all(conn)
     .await
 }
 
-/// Per prover, `multiplier x price x proofs` of its primary reservations opening within
-/// `[from, to)`, counting `units_per_hour` for each reserved hour (an upper bound on its slots).
+/// Per prover, `multiplier x price x proofs` of its reservations in `role` whose slots open in
+/// `[from, to)` (the slots counted exactly, as the capacity rule counts them).
 pub async fn collateral_required(
     conn: &mut PgConnection,
     provers: &[Uuid],
+    role: ReservationRole,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     multiplier: Decimal,
 ) -> Result<Vec<(Uuid, Decimal)>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT prover_id,
-                $4 * sum(price_per_proof * units_per_hour
-                         * EXTRACT(EPOCH FROM (LEAST(ends_at, $3) - GREATEST(starts_at, $2))) / 3600)
+        "SELECT prover_id, $4 * sum(price_per_proof * proofs_per_slot * run_slots_between(first_at, every_secs, slot_count, $2, $3))
            FROM reservations
-          WHERE prover_id = ANY($1) AND role = 'primary' AND ends_at > $2 AND starts_at < $3
+          WHERE prover_id = ANY($1) AND role = $5 AND ends_at > $2 AND starts_at < $3
           GROUP BY prover_id",
     )
     .bind(provers)
     .bind(from)
     .bind(to)
     .bind(multiplier)
+    .bind(role.as_str())
     .fetch_all(conn)
     .await
 }

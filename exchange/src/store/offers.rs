@@ -6,8 +6,10 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use pcx_capacity_reservation::allocation::{Held, ReservationRole};
+use pcx_capacity_reservation::capacity::SlotRun;
+use pcx_capacity_reservation::offer::OfferStatus;
 use pcx_capacity_reservation::pricing::PriceTier;
-use pcx_domain::{AccountId, Money, ProofClass, ProofSystem};
+use pcx_domain::{AccountId, Money, ProofClass, ProofSystem, Schedule};
 
 /// An offer as stored.
 #[derive(Debug, Clone)]
@@ -28,8 +30,8 @@ pub struct OfferRow {
     pub price_per_proof: Money,
     /// Volume tiers.
     pub tiers: Vec<PriceTier>,
-    /// `active` or `cancelled`.
-    pub status: String,
+    /// Whether it sells.
+    pub status: OfferStatus,
     /// Created.
     pub created_at: DateTime<Utc>,
 }
@@ -89,7 +91,7 @@ impl TryFrom<RawOffer> for OfferRow {
             proofs_per_hour: u32::try_from(raw.proofs_per_hour).map_err(|_| decode_error("capacity"))?,
             price_per_proof: Money::from_decimal(raw.price_per_proof).map_err(|_| decode_error("price"))?,
             tiers: serde_json::from_value(raw.tiers).map_err(|_| decode_error("tiers"))?,
-            status: raw.status,
+            status: super::named(OfferStatus::parse, &raw.status, "offer status")?,
             created_at: raw.created_at,
         })
     }
@@ -144,9 +146,11 @@ pub async fn get(conn: &mut PgConnection, id: i64, lock: bool) -> Result<Option<
 
 /// Marks an offer cancelled.
 pub async fn cancel(conn: &mut PgConnection, id: i64, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE offers SET status = 'cancelled', cancelled_at = $2 WHERE id = $1 AND status = 'active'")
+    sqlx::query("UPDATE offers SET status = $3, cancelled_at = $2 WHERE id = $1 AND status = $4")
         .bind(id)
         .bind(at)
+        .bind(OfferStatus::Cancelled.as_str())
+        .bind(OfferStatus::Active.as_str())
         .execute(conn)
         .await?;
     Ok(())
@@ -176,14 +180,15 @@ pub async fn book(
 ) -> Result<Vec<OfferRow>, sqlx::Error> {
     let raws: Vec<RawOffer> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM offers
-          WHERE status = 'active' AND window_end > $1
+          WHERE status = '{active}' AND window_end > $1
             AND ($2::text IS NULL OR system = $2)
             AND ($3::text IS NULL OR circuit = $3)
             AND ($4::smallint IS NULL OR size_log2 = $4)
             AND ($5::integer IS NULL OR deadline_secs = $5)
             AND ($6::uuid IS NULL OR prover_id = $6)
           ORDER BY price_per_proof, id
-          LIMIT $7"
+          LIMIT $7",
+        active = OfferStatus::Active.as_str()
     ))
     .bind(now)
     .bind(filter.system.map(system_name))
@@ -207,9 +212,10 @@ pub async fn candidates(
 ) -> Result<Vec<OfferRow>, sqlx::Error> {
     let raws: Vec<RawOffer> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM offers
-          WHERE status = 'active' AND system = $1 AND circuit = $2 AND size_log2 >= $3 AND deadline_secs <= $4
+          WHERE status = '{active}' AND system = $1 AND circuit = $2 AND size_log2 >= $3 AND deadline_secs <= $4
             AND window_start < $6 AND window_end > $5
-          ORDER BY id"
+          ORDER BY id",
+        active = OfferStatus::Active.as_str()
     ))
     .bind(system_name(class.system))
     .bind(&class.circuit)
@@ -222,16 +228,16 @@ pub async fn candidates(
     raws.into_iter().map(TryInto::try_into).collect()
 }
 
-/// Reservations on `offers` overlapping `[from, to)`, per offer.
+/// Reservations on `offers` overlapping `[from, to)`, per offer, with the slots each holds.
 pub async fn held(
     conn: &mut PgConnection,
     offers: &[i64],
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Vec<(i64, Held)>, sqlx::Error> {
-    type Raw = (i64, String, DateTime<Utc>, DateTime<Utc>, i32);
+    type Raw = (i64, String, DateTime<Utc>, i32, i64, i32);
     let rows: Vec<Raw> = sqlx::query_as(
-        "SELECT offer_id, role, starts_at, ends_at, units_per_hour FROM reservations
+        "SELECT offer_id, role, first_at, every_secs, slot_count, proofs_per_slot FROM reservations
           WHERE offer_id = ANY($1) AND ends_at > $2 AND starts_at < $3",
     )
     .bind(offers)
@@ -239,31 +245,17 @@ pub async fn held(
     .bind(to)
     .fetch_all(conn)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(offer, role, starts_at, ends_at, units)| {
-            let role = if role == "primary" { ReservationRole::Primary } else { ReservationRole::Backup };
-            (offer, Held { role, starts_at, ends_at, units_per_hour: u32::try_from(units).unwrap_or(0) })
+    rows.into_iter()
+        .map(|(offer, role, first_at, every, slots, pps)| {
+            let role = super::named(ReservationRole::parse, &role, "reservation role")?;
+            let every = u32::try_from(every).map_err(|_| super::corrupt("cadence"))?;
+            let slots = super::unsigned(slots, "slot count")?;
+            let len = i64::try_from(slots).unwrap_or(i64::MAX).saturating_mul(i64::from(every));
+            let schedule = Schedule { start: first_at, end: first_at + chrono::Duration::seconds(len), every_secs: every };
+            let run = SlotRun::of(&schedule, 0..slots, super::small(pps, "proofs per slot")?).ok_or_else(|| super::corrupt("reservation"))?;
+            Ok((offer, Held { role, run }))
         })
-        .collect())
-}
-
-/// Reputation scores (0..=1) of `provers` for a system and circuit: `(delivered + 1) / (delivered + missed + 2)`.
-pub async fn reputations(
-    conn: &mut PgConnection,
-    provers: &[Uuid],
-    class: &ProofClass,
-) -> Result<Vec<(Uuid, Decimal)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT p.id, (coalesce(r.delivered, 0) + 1)::numeric / (coalesce(r.delivered, 0) + coalesce(r.missed, 0) + 2)
-           FROM unnest($1::uuid[]) AS p (id)
-           LEFT JOIN prover_reputation r ON r.prover_id = p.id AND r.system = $2 AND r.circuit = $3",
-    )
-    .bind(provers)
-    .bind(system_name(class.system))
-    .bind(&class.circuit)
-    .fetch_all(conn)
-    .await
+        .collect()
 }
 
 /// Sum of `price x proofs_per_hour` over a prover's active offers overlapping `[from, to)`.
@@ -275,11 +267,28 @@ pub async fn hourly_exposure(
 ) -> Result<Decimal, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT coalesce(sum(price_per_proof * proofs_per_hour), 0) FROM offers
-          WHERE prover_id = $1 AND status = 'active' AND window_start < $3 AND window_end > $2",
+          WHERE prover_id = $1 AND status = $4 AND window_start < $3 AND window_end > $2",
     )
     .bind(prover.0)
     .bind(from)
     .bind(to)
+    .bind(OfferStatus::Active.as_str())
     .fetch_one(conn)
+    .await
+}
+
+/// Per prover, the sum of `price x proofs_per_hour` over its active offers whose window has not
+/// ended at `now` (what its bond must back).
+pub async fn hourly_exposures(conn: &mut PgConnection, provers: &[Uuid], now: DateTime<Utc>) -> Result<Vec<(Uuid, Decimal)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT p.id, coalesce(sum(o.price_per_proof * o.proofs_per_hour), 0)
+           FROM unnest($1::uuid[]) AS p (id)
+           LEFT JOIN offers o ON o.prover_id = p.id AND o.status = $3 AND o.window_end > $2
+          GROUP BY p.id",
+    )
+    .bind(provers)
+    .bind(now)
+    .bind(OfferStatus::Active.as_str())
+    .fetch_all(conn)
     .await
 }

@@ -5,91 +5,76 @@ use rust_decimal::Decimal;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-/// An active ask as a price source.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct AskRow {
-    /// Offer.
-    pub id: i64,
-    /// Prover.
-    pub prover_id: Uuid,
-    /// Circuit.
-    pub circuit: String,
-    /// Size.
-    pub size_log2: i16,
-    /// Deadline.
-    pub deadline_secs: i32,
-    /// Price.
-    pub price_per_proof: Decimal,
-    /// Posted.
-    pub created_at: DateTime<Utc>,
-    /// Window end.
-    pub window_end: DateTime<Utc>,
+use pcx_capacity_reservation::offer::OfferStatus;
+use pcx_oracle::round::FeedStatus;
+use pcx_oracle::sources::{Ask, Executed};
+
+use super::offers::proof_class_from_columns;
+
+/// A priced, classed row: an offer or a contract as a price source.
+#[derive(sqlx::FromRow)]
+struct RawSource<Id> {
+    id: Id,
+    prover_id: Uuid,
+    system: String,
+    circuit: String,
+    size_log2: i16,
+    deadline_secs: i32,
+    price_per_proof: Decimal,
+    at: DateTime<Utc>,
+    until: DateTime<Utc>,
 }
 
-/// Asks whose window is open at `now`.
-pub async fn open_asks(conn: &mut PgConnection, now: DateTime<Utc>) -> Result<Vec<AskRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, prover_id, circuit, size_log2, deadline_secs, price_per_proof, created_at, window_end
-           FROM offers WHERE status = 'active' AND window_start <= $1 AND window_end > $1",
+impl<Id> RawSource<Id> {
+    fn class(&self) -> Result<pcx_domain::ProofClass, sqlx::Error> {
+        proof_class_from_columns(&self.system, self.circuit.clone(), self.size_log2, self.deadline_secs)
+    }
+}
+
+/// Active asks whose window is open at `now`, as price sources.
+pub async fn open_asks(conn: &mut PgConnection, now: DateTime<Utc>) -> Result<Vec<Ask>, sqlx::Error> {
+    let rows: Vec<RawSource<i64>> = sqlx::query_as(
+        "SELECT id, prover_id, system, circuit, size_log2, deadline_secs, price_per_proof, created_at AS at, window_end AS until
+           FROM offers WHERE status = $2 AND window_start <= $1 AND window_end > $1",
     )
     .bind(now)
+    .bind(OfferStatus::Active.as_str())
     .fetch_all(conn)
-    .await
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(Ask { class: r.class()?, id: r.id, prover: r.prover_id.to_string(), price: r.price_per_proof, posted_at: r.at, window_end: r.until })
+        })
+        .collect()
 }
 
-/// A contract bought recently, as an executed price.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct ExecutedRow {
-    /// Contract.
-    pub id: Uuid,
-    /// The primary prover of its first block.
-    pub prover_id: Uuid,
-    /// Circuit.
-    pub circuit: String,
-    /// Size.
-    pub size_log2: i16,
-    /// Deadline.
-    pub deadline_secs: i32,
-    /// Average locked price.
-    pub price_per_proof: Decimal,
-    /// Bought.
-    pub created_at: DateTime<Utc>,
-    /// Term end.
-    pub ends_at: DateTime<Utc>,
-}
-
-/// Contracts bought since `since`.
-pub async fn executed_since(conn: &mut PgConnection, since: DateTime<Utc>) -> Result<Vec<ExecutedRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT c.id, b.primary_prover_id AS prover_id, c.circuit, c.size_log2, c.deadline_secs, c.price_per_proof,
-                c.created_at, c.ends_at
+/// Contracts bought since `since`, as executed prices (the primary of their first block).
+pub async fn executed_since(conn: &mut PgConnection, since: DateTime<Utc>) -> Result<Vec<Executed>, sqlx::Error> {
+    let rows: Vec<RawSource<Uuid>> = sqlx::query_as(
+        "SELECT c.id, b.primary_prover_id AS prover_id, c.system, c.circuit, c.size_log2, c.deadline_secs, c.price_per_proof,
+                c.created_at AS at, c.ends_at AS until
            FROM contracts c JOIN contract_blocks b ON b.contract_id = c.id AND b.block_no = 0
           WHERE c.created_at >= $1",
     )
     .bind(since)
     .fetch_all(conn)
-    .await
-}
-
-/// Delivered and missed slots since `since`, per circuit, size and deadline.
-pub async fn outcomes_since(
-    conn: &mut PgConnection,
-    since: DateTime<Utc>,
-) -> Result<Vec<(String, i16, i32, i64, i64)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT c.circuit, c.size_log2, c.deadline_secs,
-                count(*) FILTER (WHERE s.state = 'delivered'), count(*) FILTER (WHERE s.state = 'missed')
-           FROM slots s JOIN contracts c ON c.id = s.contract_id
-          WHERE s.settled_at >= $1 AND s.state IN ('delivered', 'missed')
-          GROUP BY c.circuit, c.size_log2, c.deadline_secs",
-    )
-    .bind(since)
-    .fetch_all(conn)
-    .await
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(Executed {
+                class: r.class()?,
+                id: r.id.to_string(),
+                prover: r.prover_id.to_string(),
+                price: r.price_per_proof,
+                bought_at: r.at,
+                ends_at: r.until,
+            })
+        })
+        .collect()
 }
 
 /// A stored round.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct RoundRow {
     /// Feed.
     pub feed_id: String,
@@ -108,7 +93,7 @@ pub struct RoundRow {
     /// q99.
     pub q99: Option<Decimal>,
     /// Status as signed.
-    pub status: String,
+    pub status: FeedStatus,
     /// Distinct sources.
     pub n_sources: i32,
     /// Published.
@@ -127,6 +112,56 @@ pub struct RoundRow {
     pub curve: serde_json::Value,
 }
 
+#[derive(sqlx::FromRow)]
+struct RawRound {
+    feed_id: String,
+    round_id: i64,
+    price: Option<Decimal>,
+    conf: Option<Decimal>,
+    q50: Option<Decimal>,
+    q80: Option<Decimal>,
+    q95: Option<Decimal>,
+    q99: Option<Decimal>,
+    status: String,
+    n_sources: i32,
+    published_at: DateTime<Utc>,
+    valid_until: DateTime<Utc>,
+    methodology_version: i32,
+    typed_data: serde_json::Value,
+    signature: String,
+    sources: serde_json::Value,
+    curve: serde_json::Value,
+}
+
+impl TryFrom<RawRound> for RoundRow {
+    type Error = sqlx::Error;
+    fn try_from(r: RawRound) -> Result<Self, Self::Error> {
+        Ok(RoundRow {
+            status: super::named(FeedStatus::parse, &r.status, "feed status")?,
+            feed_id: r.feed_id,
+            round_id: r.round_id,
+            price: r.price,
+            conf: r.conf,
+            q50: r.q50,
+            q80: r.q80,
+            q95: r.q95,
+            q99: r.q99,
+            n_sources: r.n_sources,
+            published_at: r.published_at,
+            valid_until: r.valid_until,
+            methodology_version: r.methodology_version,
+            typed_data: r.typed_data,
+            signature: r.signature,
+            sources: r.sources,
+            curve: r.curve,
+        })
+    }
+}
+
+fn rounds(raws: Vec<RawRound>) -> Result<Vec<RoundRow>, sqlx::Error> {
+    raws.into_iter().map(TryInto::try_into).collect()
+}
+
 const ROUND: &str = "feed_id, round_id, price, conf, q50, q80, q95, q99, status, n_sources, published_at, valid_until, \
                      methodology_version, typed_data, signature, sources, curve";
 
@@ -143,7 +178,7 @@ pub async fn insert_round(conn: &mut PgConnection, r: &RoundRow) -> Result<(), s
     .bind(r.q80)
     .bind(r.q95)
     .bind(r.q99)
-    .bind(&r.status)
+    .bind(r.status.as_str())
     .bind(r.n_sources)
     .bind(r.published_at)
     .bind(r.valid_until)
@@ -159,11 +194,11 @@ pub async fn insert_round(conn: &mut PgConnection, r: &RoundRow) -> Result<(), s
 
 /// The latest round of every feed.
 pub async fn latest_rounds(conn: &mut PgConnection) -> Result<Vec<RoundRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT DISTINCT ON (feed_id) {ROUND} FROM oracle_rounds ORDER BY feed_id, round_id DESC"
-    ))
-    .fetch_all(conn)
-    .await
+    rounds(
+        sqlx::query_as(&format!("SELECT DISTINCT ON (feed_id) {ROUND} FROM oracle_rounds ORDER BY feed_id, round_id DESC"))
+            .fetch_all(conn)
+            .await?,
+    )
 }
 
 /// Rounds of a feed published in `[from, to]`, oldest first, at most `limit`.
@@ -174,27 +209,30 @@ pub async fn history(
     to: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<RoundRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT {ROUND} FROM oracle_rounds WHERE feed_id = $1 AND published_at >= $2 AND published_at <= $3
-          ORDER BY round_id LIMIT $4"
-    ))
-    .bind(feed)
-    .bind(from)
-    .bind(to)
-    .bind(limit)
-    .fetch_all(conn)
-    .await
+    rounds(
+        sqlx::query_as(&format!(
+            "SELECT {ROUND} FROM oracle_rounds WHERE feed_id = $1 AND published_at >= $2 AND published_at <= $3
+              ORDER BY round_id LIMIT $4"
+        ))
+        .bind(feed)
+        .bind(from)
+        .bind(to)
+        .bind(limit)
+        .fetch_all(conn)
+        .await?,
+    )
 }
 
 /// The round of a feed in force at `at`: the last one published at or before it.
 pub async fn round_at(conn: &mut PgConnection, feed: &str, at: DateTime<Utc>) -> Result<Option<RoundRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
+    let raw: Option<RawRound> = sqlx::query_as(&format!(
         "SELECT {ROUND} FROM oracle_rounds WHERE feed_id = $1 AND published_at <= $2 ORDER BY round_id DESC LIMIT 1"
     ))
     .bind(feed)
     .bind(at)
     .fetch_optional(conn)
-    .await
+    .await?;
+    raw.map(TryInto::try_into).transpose()
 }
 
 /// Halted feeds.

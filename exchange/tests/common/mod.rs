@@ -56,6 +56,11 @@ pub fn serve_config() -> ServeConfig {
             ack_timeout_secs: 4,
             lease_secs: 6,
             invalid_slash_factor: rust_decimal::Decimal::TWO,
+            handover_margin_ms: 2000,
+            outage_after_secs: 10,
+            batch: 200,
+            collateral_check_secs: 0,
+            health_stall_secs: 30,
             keys_dir: Some(common_keys_dir()),
         },
         oracle: pcx_exchange::config::OracleConfig {
@@ -122,6 +127,8 @@ pub struct TestApp {
     pub client: Client,
     pub db: PgPool,
     pub state: AppState,
+    /// The clock a test moves itself (`spawn_manual`), if any; then no scheduler runs by itself.
+    pub clock: Option<std::sync::Arc<pcx_exchange::clock::ManualClock>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     stop_scheduler: tokio::sync::watch::Sender<bool>,
 }
@@ -144,7 +151,22 @@ pub async fn spawn_app_with(config: ServeConfig) -> TestApp {
     spawn_on(db, config).await
 }
 
+/// The application on a fresh database, on a clock the test moves (starting at `start`), with no
+/// scheduler running by itself: the test calls [`TestApp::tick`].
+pub async fn spawn_manual(config: ServeConfig, start: chrono::DateTime<chrono::Utc>) -> TestApp {
+    let db = fresh_database().await;
+    spawn_on_clock(db, config, Some(std::sync::Arc::new(pcx_exchange::clock::ManualClock::new(start)))).await
+}
+
 pub async fn spawn_on(db: PgPool, config: ServeConfig) -> TestApp {
+    spawn_on_clock(db, config, None).await
+}
+
+pub async fn spawn_on_clock(
+    db: PgPool,
+    config: ServeConfig,
+    clock: Option<std::sync::Arc<pcx_exchange::clock::ManualClock>>,
+) -> TestApp {
     // Logs of the server under test go to the test's output (shown when it fails).
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(std::env::var("PCX_LOG").unwrap_or_else(|_| "warn".into())))
@@ -152,19 +174,57 @@ pub async fn spawn_on(db: PgPool, config: ServeConfig) -> TestApp {
         .try_init();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let state = AppState::new(db.clone(), &config, Settings::from_config(&config, addr).unwrap()).await.unwrap();
+    let mut state = AppState::new(db.clone(), &config, Settings::from_config(&config, addr).unwrap()).await.unwrap();
+    if let Some(clock) = &clock {
+        state = state.with_clock(clock.clone());
+    }
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(run(listener, app(state.clone()), async {
         let _ = stopped.await;
     }));
     let (stop_scheduler, scheduler_stopped) = tokio::sync::watch::channel(false);
-    tokio::spawn(pcx_exchange::service::settlement::run_scheduler(state.clone(), scheduler_stopped));
+    if clock.is_none() {
+        tokio::spawn(pcx_exchange::service::settlement::run_scheduler(state.clone(), scheduler_stopped));
+    }
     TestApp {
         client: Client { base: format!("http://{addr}"), http: reqwest::Client::new() },
         db,
         state,
+        clock,
         stop: Some(stop),
         stop_scheduler,
+    }
+}
+
+impl TestApp {
+    fn manual_clock(&self) -> &pcx_exchange::clock::ManualClock {
+        self.clock.as_deref().expect("a clock-driven test app (spawn_manual)")
+    }
+
+    /// The test's clock.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        use pcx_exchange::clock::Clock;
+        self.manual_clock().now()
+    }
+
+    /// Sets the clock without running the scheduler (as if the exchange were down meanwhile).
+    pub fn jump_to(&self, t: chrono::DateTime<chrono::Utc>) {
+        self.manual_clock().set(t);
+    }
+
+    /// One scheduler tick at the clock's time.
+    pub async fn tick(&self) {
+        let now = self.now();
+        pcx_exchange::service::settlement::tick(&self.state, now).await.unwrap();
+    }
+
+    /// Moves the clock to `t` in steps of `step`, ticking at each step (a healthy exchange).
+    pub async fn run_until(&self, t: chrono::DateTime<chrono::Utc>, step: chrono::Duration) {
+        while self.now() < t {
+            let next = (self.now() + step).min(t);
+            self.manual_clock().set(next);
+            self.tick().await;
+        }
     }
 }
 
@@ -228,6 +288,14 @@ impl Client {
 
     pub async fn put(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
         let mut req = self.http.put(self.url(path)).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        Self::reply(req.send().await.unwrap()).await
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> Reply {
+        let mut req = self.http.delete(self.url(path));
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }

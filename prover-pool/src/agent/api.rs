@@ -58,6 +58,9 @@ pub(crate) struct ClaimRequest<'a> {
     pub agent_id: Uuid,
     pub wait_secs: u32,
     pub sizes: &'a [u8],
+    /// The jobs this agent is working on: any other it holds is one whose claim answer was lost,
+    /// and the exchange hands it back.
+    pub in_hand: Vec<Uuid>,
 }
 
 /// Answer to a claim: a job, or `null` when none came within the wait.

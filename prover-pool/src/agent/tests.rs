@@ -172,12 +172,17 @@ async fn a_lost_lease_drops_the_job() {
 #[tokio::test]
 async fn fault_miss_claims_and_never_delivers() {
     let keys = TempDir::new("agent-miss");
-    let exchange = exchange(vec![job(Uuid::new_v4(), 10, "1")], accepted).await;
+    let job_id = Uuid::new_v4();
+    let exchange = exchange(vec![job(job_id, 10, "1")], accepted).await;
     let args = AgentArgs { fault: Some(Fault::Miss), ..args(&exchange, &keys) };
     run_until(&exchange, args, |seen| count(seen, "/claim") >= 3).await.unwrap();
     let requests = exchange.requests();
     assert_eq!(count(&requests, "/proof"), 0);
     assert_eq!(count(&requests, "/release"), 0);
+    // Claims say which jobs the agent holds: the exchange hands back only one whose answer was lost.
+    let claims = exchange.requests_to(CLAIM);
+    assert_eq!(claims[0].json()["in_hand"], json!([]));
+    assert_eq!(claims.last().unwrap().json()["in_hand"], json!([job_id]));
 }
 
 #[tokio::test]

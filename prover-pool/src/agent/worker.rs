@@ -57,6 +57,8 @@ const MIN_CLAIM_CYCLE: Duration = Duration::from_secs(1);
 const BOOK_TTL: Duration = Duration::from_secs(24 * 3600);
 /// The job book prunes when it holds this many jobs.
 const BOOK_LIMIT: usize = 10_000;
+/// Most jobs a claim lists as in hand (the exchange takes up to 1024).
+const MAX_IN_HAND: usize = 1000;
 
 /// Runs the prover agent until `shutdown` resolves (then drains, see the module docs).
 ///
@@ -331,8 +333,13 @@ impl Agent {
 
     /// Claims, proves and submits one job after the other until shutdown.
     async fn worker(self: Arc<Self>, worker: usize) -> anyhow::Result<()> {
-        let claim = ClaimRequest { agent_id: self.id, wait_secs: self.claim_wait_secs, sizes: &self.sizes };
         while !self.shutdown.is_raised() {
+            let claim = ClaimRequest {
+                agent_id: self.id,
+                wait_secs: self.claim_wait_secs,
+                sizes: &self.sizes,
+                in_hand: self.book.in_hand(),
+            };
             let options = CallOptions {
                 timeout: Duration::from_secs(u64::from(self.claim_wait_secs) + 10),
                 // One key per claim, the same on its retries: an exchange that honours it hands a
@@ -645,6 +652,19 @@ impl JobBook {
         }
     }
 
+    /// The jobs being proved or dropped on purpose, newest first (at most [`MAX_IN_HAND`]): what a
+    /// claim lists as in hand, so that only a job whose claim answer was lost comes back.
+    fn in_hand(&self) -> Vec<Uuid> {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut held: Vec<(Instant, Uuid)> = entries
+            .iter()
+            .filter(|(_, (_, entry))| matches!(entry, Entry::Busy | Entry::Missed))
+            .map(|(id, (at, _))| (*at, *id))
+            .collect();
+        held.sort_unstable_by_key(|(at, _)| std::cmp::Reverse(*at));
+        held.into_iter().take(MAX_IN_HAND).map(|(_, id)| id).collect()
+    }
+
     fn settle(&self, job_id: Uuid, entry: Entry) {
         self.entries.lock().unwrap_or_else(PoisonError::into_inner).insert(job_id, (Instant::now(), entry));
     }
@@ -700,6 +720,7 @@ mod tests {
         assert_eq!(book.begin(released), Begin::New);
         book.forget(released);
         assert_eq!(book.begin(released), Begin::New);
+        assert_eq!(book.in_hand(), vec![released], "proved jobs are not in hand, busy ones are");
     }
 
     #[test]

@@ -1,0 +1,214 @@
+//! The agents' side of settlement: claiming jobs (the ones an agent already holds first, so a
+//! claim retried after a lost answer gets its job back), submitting proofs (verified before any
+//! transaction opens, with the verifying key loaded at start), and giving jobs back.
+
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgConnection;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use pcx_domain::AccountId;
+use pcx_prover_pool::circuit::{Circuit, Verdict};
+use pcx_settlement::slot;
+use pcx_settlement::state::{JobFailure, SlotState};
+use pcx_settlement::timing::expected_prove;
+use pcx_settlement::SettlementError;
+
+use super::apply;
+use super::context::Context;
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::idempotency::{self, JsonReply};
+use crate::retry::contended;
+use crate::store::{self, jobs::Ticket};
+use crate::AppState;
+
+fn lease_lost(why: impl std::fmt::Display) -> ApiError {
+    ApiError::new(ErrorCode::LeaseLost, format!("this job is no longer yours to prove: {why}")).with_hint("drop the job and claim another")
+}
+
+fn not_yours(job: Uuid) -> ApiError {
+    ApiError::new(ErrorCode::NotFound, format!("no job {job} of yours"))
+}
+
+fn decision_error(err: SettlementError) -> ApiError {
+    match err {
+        SettlementError::LeaseLost(lost) => lease_lost(lost.0),
+        other => ApiError::internal(other),
+    }
+}
+
+/// One claim at `now` for `agent` of `prover`: a job it holds that is not `in_hand` (its answer
+/// was lost), else a new one (its own first, then the open market). `None` when there is none.
+pub async fn claim(
+    state: &AppState,
+    prover: AccountId,
+    agent: Uuid,
+    sizes: &[i16],
+    in_hand: &[Uuid],
+    now: DateTime<Utc>,
+) -> ApiResult<Option<Ticket>> {
+    contended("claim a job", || claim_once(state, prover, agent, sizes, in_hand, now)).await
+}
+
+async fn claim_once(
+    state: &AppState,
+    prover: AccountId,
+    agent: Uuid,
+    sizes: &[i16],
+    in_hand: &[Uuid],
+    now: DateTime<Utc>,
+) -> ApiResult<Option<Ticket>> {
+    let mut tx = state.db.begin().await?;
+    let id = match store::jobs::held_by(&mut tx, agent, prover, in_hand, now).await? {
+        Some(held) => Some(held),
+        None => claim_new(&mut tx, state, prover, agent, sizes, now).await?,
+    };
+    let ticket = match id {
+        Some(id) => store::jobs::ticket(&mut tx, id).await?,
+        None => None,
+    };
+    tx.commit().await?;
+    Ok(ticket)
+}
+
+async fn claim_new(
+    tx: &mut PgConnection,
+    state: &AppState,
+    prover: AccountId,
+    agent: Uuid,
+    sizes: &[i16],
+    now: DateTime<Utc>,
+) -> ApiResult<Option<Uuid>> {
+    let rules = &state.settings.settlement.rules;
+    let Some(job) = store::jobs::claimable(tx, prover, sizes, rules.slash_multiplier, now).await? else { return Ok(None) };
+    let measured = store::agents::measured_by(tx, agent, prover).await?;
+    let prove = expected_prove(&measured, &job.class.circuit, job.class.size_log2);
+    let claim = slot::claim(&job.job, job.opens_at, job.deadline, prove, rules, now);
+    store::jobs::mark_claimed(tx, job.job.id, prover, agent, now, claim.lease_expires_at, claim.slashable).await?;
+    Ok(Some(job.job.id))
+}
+
+/// The outcome of a proof submission.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SubmitOutcome {
+    /// The job.
+    pub job_id: Uuid,
+    /// True when the proof verified and the slot is delivered.
+    pub accepted: bool,
+    /// The slot's state afterwards.
+    pub slot_state: SlotState,
+    /// Why: the delivery's reason (`delivered_by_primary`, ...), or `invalid_proof`.
+    pub reason: String,
+}
+
+/// Verifies and settles a proof `prover` submits for `job_id`, honouring `key` (the agents use
+/// the job id): the proof is checked first, with no database connection held, then the slot is
+/// delivered (or the job failed as invalid) in one transaction.
+pub async fn submit(
+    state: &AppState,
+    principal: Principal,
+    key: Option<String>,
+    request_hash: Vec<u8>,
+    prover: AccountId,
+    job_id: Uuid,
+    proof: String,
+) -> ApiResult<JsonReply> {
+    let ticket = store::jobs::ticket(&mut *state.db.acquire().await?, job_id)
+        .await?
+        .filter(|t| t.job.prover == Some(prover))
+        .ok_or_else(|| not_yours(job_id))?;
+    let input = ticket.input.clone().ok_or_else(|| ApiError::internal("a proving slot has no input"))?;
+    let circuit = Circuit::for_class(&ticket.class).map_err(ApiError::internal)?;
+    let (keys, text) = (state.keys.clone(), proof.clone());
+    let verdict = tokio::task::spawn_blocking(move || circuit.verify(&keys, &input, &text))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    contended("settle a proof", || {
+        let (app, verdict, proof) = (state.clone(), verdict.clone(), proof.clone());
+        let (contract, n) = (ticket.contract_id, ticket.n);
+        idempotency::run(state, principal, key.clone(), request_hash.clone(), move |conn| {
+            Box::pin(async move {
+                let outcome = settle_proof(conn, &app, prover, job_id, (contract, n), &proof, verdict).await?;
+                idempotency::reply(StatusCode::OK, &outcome)
+            })
+        })
+    })
+    .await
+}
+
+async fn settle_proof(
+    conn: &mut PgConnection,
+    state: &AppState,
+    prover: AccountId,
+    job_id: Uuid,
+    (contract, n): (Uuid, u64),
+    proof: &str,
+    verdict: Verdict,
+) -> ApiResult<SubmitOutcome> {
+    let now = state.now();
+    let rules = &state.settings.settlement.rules;
+    let row = store::slots::lock(conn, contract, n).await?.ok_or_else(|| ApiError::internal("slot vanished"))?;
+    let job = store::jobs::lock(conn, job_id).await?.ok_or_else(|| not_yours(job_id))?;
+    slot::check_lease(&row.slot, &job.job, prover, now).map_err(|lost| lease_lost(lost.0))?;
+    match verdict {
+        Verdict::Valid { public_signals } => {
+            let delivered = slot::deliver(&row.slot, &job.job, prover, rules, now).map_err(decision_error)?;
+            apply::delivery(conn, &row.slot, &job.job, &delivered, proof, &public_signals, now).await?;
+            Ok(SubmitOutcome {
+                job_id,
+                accepted: true,
+                slot_state: SlotState::Delivered,
+                reason: delivered.settlement.reason.as_str().into(),
+            })
+        }
+        Verdict::Invalid => {
+            fail_held(conn, state, &row, &job.job, JobFailure::InvalidProof, now).await?;
+            Ok(SubmitOutcome {
+                job_id,
+                accepted: false,
+                slot_state: SlotState::Proving,
+                reason: JobFailure::InvalidProof.as_str().into(),
+            })
+        }
+    }
+}
+
+/// Fails a job its prover holds (an invalid proof, a release) and offers the next one.
+async fn fail_held(
+    conn: &mut PgConnection,
+    state: &AppState,
+    row: &store::slots::SlotRow,
+    job: &slot::Job,
+    failure: JobFailure,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
+    let bonded = apply::bonded(conn, job.prover).await?;
+    let ctx = Context::load(conn, now).await?;
+    let times = ctx.times(&row.slot, &row.class);
+    let rules = &state.settings.settlement.rules;
+    let failed = slot::fail(&row.slot, job, failure, bonded, &ctx.outages, &times, rules, now, true).map_err(decision_error)?;
+    apply::failure(conn, &row.slot, job, &failed, now).await?;
+    Ok(())
+}
+
+/// Gives a claimed job back: it fails as `released` (charged like a miss when it was the
+/// prover's to make) and the next prover gets the slot at once.
+pub async fn release(state: &AppState, prover: AccountId, job_id: Uuid) -> ApiResult<()> {
+    contended("release a job", || release_once(state, prover, job_id)).await
+}
+
+async fn release_once(state: &AppState, prover: AccountId, job_id: Uuid) -> ApiResult<()> {
+    let now = state.now();
+    let mut tx = state.db.begin().await?;
+    let ticket = store::jobs::ticket(&mut tx, job_id).await?.filter(|t| t.job.prover == Some(prover)).ok_or_else(|| not_yours(job_id))?;
+    let row = store::slots::lock(&mut tx, ticket.contract_id, ticket.n).await?.ok_or_else(|| ApiError::internal("slot vanished"))?;
+    let job = store::jobs::lock(&mut tx, job_id).await?.ok_or_else(|| not_yours(job_id))?;
+    slot::check_lease(&row.slot, &job.job, prover, now).map_err(|lost| lease_lost(lost.0))?;
+    fail_held(&mut tx, state, &row, &job.job, JobFailure::Released, now).await?;
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,152 @@
+//! Which market observations price a feed, and how each becomes a [`Quote`].
+//!
+//! - An **ask** (a resting offer) counts for a feed when its prover could serve the feed's class
+//!   ([`Feed::served_by`]: same system and circuit, size at least the feed's, deadline at most the
+//!   bucket). It was observed when posted, but it is re-confirmed by every round it stays in the
+//!   book: its `observed_at` is its posting time, no earlier than an hour ago (so a year-old ask
+//!   is not stale while it rests), never in the future.
+//! - An **executed** price (a contract bought recently) counts the same way, observed when bought.
+//! - An **external** price list counts per machine: see [`crate::external`].
+//! - **Deliveries** of the feed's circuit and size within its deadline bucket give its on-time
+//!   rate; misses that were the exchange's own fault are left out by the exchange.
+
+use chrono::{DateTime, Duration, Utc};
+use rust_decimal::Decimal;
+
+use pcx_domain::ProofClass;
+
+use crate::aggregate::{Deliveries, Quote, SourceKind};
+use crate::feed::Feed;
+
+/// An ask still open at the time of the round is re-confirmed; it counts as observed at most
+/// this long ago.
+pub const ASK_CONFIRMED_WITHIN: Duration = Duration::hours(1);
+
+/// A resting offer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ask {
+    /// Offer id.
+    pub id: i64,
+    /// Its prover (the owner of the quote).
+    pub prover: String,
+    /// What it serves.
+    pub class: ProofClass,
+    /// Price per proof.
+    pub price: Decimal,
+    /// When it was posted.
+    pub posted_at: DateTime<Utc>,
+    /// End of its window.
+    pub window_end: DateTime<Utc>,
+}
+
+/// A contract bought recently.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Executed {
+    /// Contract id.
+    pub id: String,
+    /// Its (first) primary prover.
+    pub prover: String,
+    /// What it buys.
+    pub class: ProofClass,
+    /// Its locked price per proof.
+    pub price: Decimal,
+    /// When it was bought.
+    pub bought_at: DateTime<Utc>,
+    /// End of its term.
+    pub ends_at: DateTime<Utc>,
+}
+
+/// Delivered and missed slots of one class.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcomes {
+    /// The class.
+    pub class: ProofClass,
+    /// Delivered slots.
+    pub delivered: u64,
+    /// Missed slots (the provers' misses only).
+    pub missed: u64,
+}
+
+/// The quotes of `asks` and `executed` that price `feed`, at `now`.
+pub fn market_quotes(feed: &Feed, asks: &[Ask], executed: &[Executed], now: DateTime<Utc>) -> Vec<Quote> {
+    let asks = asks.iter().filter(|a| feed.served_by(&a.class)).map(|a| Quote {
+        source: format!("ask:{}", a.id),
+        owner: format!("prover:{}", a.prover),
+        kind: SourceKind::Ask,
+        price: a.price,
+        observed_at: now.min(a.posted_at.max(now - ASK_CONFIRMED_WITHIN)),
+        available_until: Some(a.window_end),
+    });
+    let executed = executed.iter().filter(|c| feed.served_by(&c.class)).map(|c| Quote {
+        source: format!("executed:{}", c.id),
+        owner: format!("prover:{}", c.prover),
+        kind: SourceKind::Executed,
+        price: c.price,
+        observed_at: c.bought_at,
+        available_until: Some(c.ends_at),
+    });
+    asks.chain(executed).collect()
+}
+
+/// The delivery record of `feed`: outcomes of its system, circuit and size whose deadline fits
+/// its bucket.
+pub fn deliveries(feed: &Feed, outcomes: &[Outcomes]) -> Deliveries {
+    let class = &feed.proof_class;
+    outcomes
+        .iter()
+        .filter(|o| {
+            o.class.system == class.system
+                && o.class.circuit == class.circuit
+                && o.class.size_log2 == class.size_log2
+                && o.class.deadline_secs <= class.deadline_secs
+        })
+        .fold(Deliveries::default(), |acc, o| Deliveries {
+            delivered: acc.delivered.saturating_add(o.delivered),
+            missed: acc.missed.saturating_add(o.missed),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pcx_domain::ProofSystem;
+
+    fn class(size_log2: u8, deadline_secs: u32) -> ProofClass {
+        ProofClass { system: ProofSystem::Groth16Bn254, circuit: "hash-chain".into(), size_log2, deadline_secs }
+    }
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_900_000_000 + secs, 0).unwrap()
+    }
+
+    fn ask(id: i64, class: ProofClass, posted: i64) -> Ask {
+        Ask { id, prover: format!("p{id}"), class, price: Decimal::ONE, posted_at: at(posted), window_end: at(100_000) }
+    }
+
+    #[test]
+    fn asks_that_can_serve_the_feed_count_confirmed_within_the_hour() {
+        let feed = Feed::of(class(12, 600));
+        let asks = [
+            ask(1, class(14, 300), -86_400),
+            ask(2, class(12, 600), -60),
+            ask(3, class(10, 600), 0),
+            ask(4, ProofClass { circuit: "other".into(), ..class(14, 60) }, 0),
+        ];
+        let quotes = market_quotes(&feed, &asks, &[], at(0));
+        let sources: Vec<&str> = quotes.iter().map(|q| q.source.as_str()).collect();
+        assert_eq!(sources, ["ask:1", "ask:2"], "too small and another circuit are left out");
+        assert_eq!(quotes[0].observed_at, at(-3600), "a day-old ask is confirmed by this round");
+        assert_eq!(quotes[1].observed_at, at(-60));
+    }
+
+    #[test]
+    fn deliveries_of_the_feeds_size_within_its_bucket_count() {
+        let feed = Feed::of(class(12, 600));
+        let outcomes = [
+            Outcomes { class: class(12, 60), delivered: 3, missed: 1 },
+            Outcomes { class: class(12, 3600), delivered: 100, missed: 100 },
+            Outcomes { class: class(14, 60), delivered: 50, missed: 0 },
+        ];
+        assert_eq!(deliveries(&feed, &outcomes), Deliveries { delivered: 3, missed: 1 });
+    }
+}
