@@ -41,9 +41,17 @@ pub struct LoopHealth {
 pub struct Background {
     beats: Mutex<HashMap<&'static str, Beat>>,
     checks: Mutex<HashMap<&'static str, DateTime<Utc>>>,
+    ticked_since_start: std::sync::atomic::AtomicBool,
 }
 
 impl Background {
+    /// True for the first settlement tick of this process: whatever the gap since the last tick
+    /// recorded in the database, the exchange was not running in it (a crash, a restart, a lease
+    /// handed over), so it is an outage however short.
+    pub fn first_tick_of_process(&self) -> bool {
+        !self.ticked_since_start.swap(true, std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// A loop starts: from now on it is expected to tick.
     pub fn started(&self, name: &'static str) {
         self.beats.lock().unwrap_or_else(PoisonError::into_inner).insert(name, Beat { started: Instant::now(), last_tick: None });

@@ -15,8 +15,9 @@
 //! ```
 //!
 //! # The tick
-//! [`tick`] at `now`: notice an outage since the last tick (nothing it took is charged to a
-//! prover); materialise slots a horizon ahead; fund escrow windows (or suspend, with backoff);
+//! [`tick`] at `now`: notice an outage since the last tick (a gap longer than
+//! `PCX_OUTAGE_AFTER_SECS`, or any gap before this process's first tick; nothing it took is
+//! charged to a prover); materialise slots a horizon ahead; fund escrow windows (or suspend, with backoff);
 //! re-check collateral; open due slots; fail expired jobs; settle slots past their deadline;
 //! complete finished contracts; record the tick. [`run_scheduler`] runs it every
 //! `PCX_SETTLEMENT_TICK_MS`, each tick in a task of its own: a tick that fails or panics is logged
@@ -110,11 +111,16 @@ impl Phases {
     }
 }
 
-/// Records an outage when the last completed tick is further back than `PCX_OUTAGE_AFTER_SECS`.
+/// Records an outage when the last completed tick is further back than `PCX_OUTAGE_AFTER_SECS`,
+/// or, on the first tick of this process, at all (the exchange was not running since).
 async fn notice_outage(state: &AppState, now: DateTime<Utc>) -> ApiResult<bool> {
+    let threshold = match state.background.first_tick_of_process() {
+        true => chrono::Duration::zero(),
+        false => state.settings.settlement.outage_after,
+    };
     let mut conn = state.db.acquire().await?;
     let last = store::scheduler::last_tick(&mut conn, store::scheduler::SETTLEMENT).await?;
-    let Some(outage) = pcx_settlement::outage::Outage::detect(last, now, state.settings.settlement.outage_after) else {
+    let Some(outage) = pcx_settlement::outage::Outage::detect(last, now, threshold) else {
         return Ok(false);
     };
     store::scheduler::record_outage(&mut conn, &outage).await?;
