@@ -771,3 +771,20 @@ async fn health_degrades_when_the_scheduler_stalls_and_recovers_with_it() {
     blocker.rollback().await.unwrap();
     health_becomes(&app, 200).await;
 }
+
+#[tokio::test]
+async fn a_restart_is_an_outage_however_short() {
+    let app = spawn_manual(config(), t0()).await;
+    app.run_until(t0() + secs(5), secs(1)).await;
+    let outages = || async { sqlx::query_scalar::<_, i64>("SELECT count(*) FROM exchange_outages").fetch_one(&app.db).await.unwrap() };
+    assert_eq!(outages().await, 0, "a healthy exchange has no outage");
+    // The process dies and comes back 3 s later (well under PCX_OUTAGE_AFTER_SECS).
+    let restarted = common::spawn_on_clock(app.db.clone(), config(), app.clock.clone()).await;
+    app.jump_to(t0() + secs(8));
+    restarted.tick().await;
+    let recorded: (DateTime<Utc>, DateTime<Utc>) =
+        sqlx::query_as("SELECT started_at, ended_at FROM exchange_outages").fetch_one(&app.db).await.unwrap();
+    assert_eq!(recorded, (t0() + secs(5), t0() + secs(8)));
+    restarted.tick().await;
+    assert_eq!(outages().await, 1, "later ticks of the same process are not outages");
+}
