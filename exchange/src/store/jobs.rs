@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use pcx_domain::{AccountId, AccountKind, Money, ProofClass};
 use pcx_settlement::slot::{Job, NewJob, Slot};
-use pcx_settlement::state::{JobFailure, JobRole, JobState, SlotState};
+use pcx_settlement::state::{JobFailure, JobRole, JobState};
 
 use super::{db_count, money, named, names, small, unsigned};
 
@@ -281,8 +281,6 @@ pub struct Ticket {
     pub opens_at: DateTime<Utc>,
     /// The slot's deadline.
     pub deadline: DateTime<Utc>,
-    /// The slot's state.
-    pub slot_state: SlotState,
     /// What it proves.
     pub class: ProofClass,
 }
@@ -296,14 +294,13 @@ pub async fn ticket(conn: &mut PgConnection, id: Uuid) -> Result<Option<Ticket>,
         public_input: Option<String>,
         opens_at: DateTime<Utc>,
         deadline: DateTime<Utc>,
-        slot_state: String,
         system: String,
         circuit: String,
         size_log2: i16,
         deadline_secs: i32,
     }
     let raw: Option<Raw> = sqlx::query_as(&format!(
-        "SELECT {JOB}, s.public_input, s.opens_at, s.deadline, s.state AS slot_state, c.system, c.circuit, c.size_log2, c.deadline_secs
+        "SELECT {JOB}, s.public_input, s.opens_at, s.deadline, c.system, c.circuit, c.size_log2, c.deadline_secs
            FROM jobs j JOIN slots s ON s.contract_id = j.contract_id AND s.n = j.n JOIN contracts c ON c.id = j.contract_id
           WHERE j.id = $1"
     ))
@@ -319,7 +316,6 @@ pub async fn ticket(conn: &mut PgConnection, id: Uuid) -> Result<Option<Ticket>,
             input: raw.public_input,
             opens_at: raw.opens_at,
             deadline: raw.deadline,
-            slot_state: named(SlotState::parse, &raw.slot_state, "slot state")?,
             class: super::offers::proof_class_from_columns(&raw.system, raw.circuit, raw.size_log2, raw.deadline_secs)?,
         })
     })
