@@ -152,19 +152,6 @@ pub async fn finish(conn: &mut PgConnection, id: Uuid, outcome: Result<(), JobFa
     Ok(done.rows_affected() == 1)
 }
 
-/// A job an agent may claim, locked.
-#[derive(Debug, Clone)]
-pub struct Claimable {
-    /// The job.
-    pub job: Job,
-    /// When its slot opened.
-    pub opens_at: DateTime<Utc>,
-    /// Its slot's deadline.
-    pub deadline: DateTime<Utc>,
-    /// What it proves.
-    pub class: ProofClass,
-}
-
 /// A job `agent` claimed and still holds (a claim retried after a lost answer), except those in
 /// `in_hand` (which the agent says it is working on).
 pub async fn held_by(conn: &mut PgConnection, agent: Uuid, prover: AccountId, in_hand: &[Uuid], now: DateTime<Utc>) -> Result<Option<Uuid>, sqlx::Error> {
@@ -191,23 +178,9 @@ pub async fn claimable(
     sizes: &[i16],
     slash_multiplier: Decimal,
     now: DateTime<Utc>,
-) -> Result<Option<Claimable>, sqlx::Error> {
-    #[derive(sqlx::FromRow)]
-    struct Raw {
-        #[sqlx(flatten)]
-        job: RawJob,
-        opens_at: DateTime<Utc>,
-        deadline: DateTime<Utc>,
-        system: String,
-        circuit: String,
-        size_log2: i16,
-        deadline_secs: i32,
-    }
-    let raw: Option<Raw> = sqlx::query_as(&format!(
-        "SELECT {JOB}, s.opens_at, s.deadline, c.system, c.circuit, c.size_log2, c.deadline_secs
-           FROM jobs j
-           JOIN contracts c ON c.id = j.contract_id
-           JOIN slots s ON s.contract_id = j.contract_id AND s.n = j.n
+) -> Result<Option<Ticket>, sqlx::Error> {
+    let raw: Option<RawTicket> = sqlx::query_as(&format!(
+        "SELECT {JOB}, {TICKET_SLOT} FROM {TICKET_FROM}
           WHERE j.state = '{offered}' AND j.ack_deadline > $4 AND s.deadline > $4 AND c.size_log2 = ANY($2)
             AND (j.prover_id = $1
                  OR (j.role = '{open}'
@@ -228,15 +201,7 @@ pub async fn claimable(
     .bind(now)
     .fetch_optional(conn)
     .await?;
-    raw.map(|raw| {
-        Ok(Claimable {
-            job: JobRow::try_from(raw.job)?.job,
-            opens_at: raw.opens_at,
-            deadline: raw.deadline,
-            class: super::offers::proof_class_from_columns(&raw.system, raw.circuit, raw.size_log2, raw.deadline_secs)?,
-        })
-    })
-    .transpose()
+    raw.map(TryInto::try_into).transpose()
 }
 
 /// Marks a locked, offered job claimed by `agent` of `prover` until `lease_expires_at`.
@@ -285,29 +250,22 @@ pub struct Ticket {
     pub class: ProofClass,
 }
 
-/// A job with its slot and class.
-pub async fn ticket(conn: &mut PgConnection, id: Uuid) -> Result<Option<Ticket>, sqlx::Error> {
-    #[derive(sqlx::FromRow)]
-    struct Raw {
-        #[sqlx(flatten)]
-        job: RawJob,
-        public_input: Option<String>,
-        opens_at: DateTime<Utc>,
-        deadline: DateTime<Utc>,
-        system: String,
-        circuit: String,
-        size_log2: i16,
-        deadline_secs: i32,
-    }
-    let raw: Option<Raw> = sqlx::query_as(&format!(
-        "SELECT {JOB}, s.public_input, s.opens_at, s.deadline, c.system, c.circuit, c.size_log2, c.deadline_secs
-           FROM jobs j JOIN slots s ON s.contract_id = j.contract_id AND s.n = j.n JOIN contracts c ON c.id = j.contract_id
-          WHERE j.id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(conn)
-    .await?;
-    raw.map(|raw| {
+#[derive(sqlx::FromRow)]
+struct RawTicket {
+    #[sqlx(flatten)]
+    job: RawJob,
+    public_input: Option<String>,
+    opens_at: DateTime<Utc>,
+    deadline: DateTime<Utc>,
+    system: String,
+    circuit: String,
+    size_log2: i16,
+    deadline_secs: i32,
+}
+
+impl TryFrom<RawTicket> for Ticket {
+    type Error = sqlx::Error;
+    fn try_from(raw: RawTicket) -> Result<Self, Self::Error> {
         let row = JobRow::try_from(raw.job)?;
         Ok(Ticket {
             job: row.job,
@@ -318,10 +276,20 @@ pub async fn ticket(conn: &mut PgConnection, id: Uuid) -> Result<Option<Ticket>,
             deadline: raw.deadline,
             class: super::offers::proof_class_from_columns(&raw.system, raw.circuit, raw.size_log2, raw.deadline_secs)?,
         })
-    })
-    .transpose()
+    }
 }
 
+const TICKET_SLOT: &str = "s.public_input, s.opens_at, s.deadline, c.system, c.circuit, c.size_log2, c.deadline_secs";
+const TICKET_FROM: &str = "jobs j JOIN slots s ON s.contract_id = j.contract_id AND s.n = j.n JOIN contracts c ON c.id = j.contract_id";
+
+/// A job with its slot and class.
+pub async fn ticket(conn: &mut PgConnection, id: Uuid) -> Result<Option<Ticket>, sqlx::Error> {
+    let raw: Option<RawTicket> = sqlx::query_as(&format!("SELECT {JOB}, {TICKET_SLOT} FROM {TICKET_FROM} WHERE j.id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    raw.map(TryInto::try_into).transpose()
+}
 /// The prices of the slots whose live jobs `prover` holds (offered to it or claimed by it).
 pub async fn live_prices(conn: &mut PgConnection, prover: AccountId) -> Result<Vec<Money>, sqlx::Error> {
     let rows: Vec<Decimal> = sqlx::query_scalar(&format!(
