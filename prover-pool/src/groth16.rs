@@ -20,6 +20,9 @@
 //!
 //! r and s are fresh uniform field elements per proof (zero knowledge); they must come from a
 //! cryptographically secure RNG, hence the `CryptoRng` bound.
+//!
+//! The group computations after the witness map ([`assemble_proof`]) are shared with circom
+//! circuits ([`crate::circom`]), whose h comes from snarkjs' reduction instead.
 
 use ark_bn254::{Bn254, Fr, G1Projective, G2Projective};
 use ark_ec::CurveGroup;
@@ -43,6 +46,9 @@ pub enum ProveError {
     /// Building the constraint system or the QAP failed.
     #[error("circuit synthesis failed: {0}")]
     Synthesis(#[from] SynthesisError),
+    /// The witness map could not be computed (a witness or domain that does not fit the key).
+    #[error("the witness does not fit the proving key: {0}")]
+    Witness(String),
     /// The witness does not satisfy the constraints (no valid proof exists for it).
     #[error("the witness does not satisfy the circuit's constraints")]
     Unsatisfied,
@@ -101,25 +107,41 @@ fn prove_with_blinding(
     let system = cs.borrow().ok_or(SynthesisError::MissingCS)?;
     // instance_assignment[0] is the constant one, which every constraint system starts with.
     let public_inputs = &system.instance_assignment[1..];
-    let witnesses = &system.witness_assignment;
-    let variables = system.instance_assignment.len() + witnesses.len();
+    let assignment: Vec<Fr> = public_inputs.iter().chain(&system.witness_assignment).copied().collect();
+    // h has one coefficient per domain point; the top one is always zero and has no query point.
+    let h = &h[..h.len().saturating_sub(1)];
+    assemble_proof(pk, &assignment, public_inputs.len(), h, backend, r, s)
+}
+
+/// The Groth16 group computations shared by every witness map (see the module docs):
+/// `assignment` is the full assignment without the leading one (public signals first, then the
+/// private wires), `public` how many of it are public, `h` one scalar per `h_query` point.
+pub(crate) fn assemble_proof(
+    pk: &ProvingKey<Bn254>,
+    assignment: &[Fr],
+    public: usize,
+    h: &[Fr],
+    backend: &dyn MsmBackend,
+    r: Fr,
+    s: Fr,
+) -> Result<Proof<Bn254>, ProveError> {
+    let variables = assignment.len() + 1;
     check_query_len("a_query", pk.a_query.len(), variables)?;
     check_query_len("b_g1_query", pk.b_g1_query.len(), variables)?;
     check_query_len("b_g2_query", pk.b_g2_query.len(), variables)?;
-    check_query_len("l_query", pk.l_query.len(), witnesses.len())?;
-    // h has one coefficient per domain point; the top one is always zero and has no query point.
-    check_query_len("h_query", pk.h_query.len(), h.len().saturating_sub(1))?;
-    let assignment: Vec<Fr> = public_inputs.iter().chain(witnesses).copied().collect();
+    check_query_len("l_query", pk.l_query.len(), assignment.len().saturating_sub(public))?;
+    check_query_len("h_query", pk.h_query.len(), h.len())?;
+    let witnesses = &assignment[public..];
 
-    let h_acc = backend.msm_g1(&pk.h_query, &h[..pk.h_query.len()])?;
+    let h_acc = backend.msm_g1(&pk.h_query, h)?;
     let l_acc = backend.msm_g1(&pk.l_query, witnesses)?;
 
     let a: G1Projective =
-        backend.msm_g1(&pk.a_query[1..], &assignment)? + pk.a_query[0] + pk.vk.alpha_g1 + pk.delta_g1 * r;
+        backend.msm_g1(&pk.a_query[1..], assignment)? + pk.a_query[0] + pk.vk.alpha_g1 + pk.delta_g1 * r;
     let b_g1: G1Projective =
-        backend.msm_g1(&pk.b_g1_query[1..], &assignment)? + pk.b_g1_query[0] + pk.beta_g1 + pk.delta_g1 * s;
+        backend.msm_g1(&pk.b_g1_query[1..], assignment)? + pk.b_g1_query[0] + pk.beta_g1 + pk.delta_g1 * s;
     let b_g2: G2Projective =
-        backend.msm_g2(&pk.b_g2_query[1..], &assignment)? + pk.b_g2_query[0] + pk.vk.beta_g2 + pk.vk.delta_g2 * s;
+        backend.msm_g2(&pk.b_g2_query[1..], assignment)? + pk.b_g2_query[0] + pk.vk.beta_g2 + pk.vk.delta_g2 * s;
     let c = a * s + b_g1 * r - pk.delta_g1 * (r * s) + l_acc + h_acc;
 
     Ok(Proof { a: a.into_affine(), b: b_g2.into_affine(), c: c.into_affine() })

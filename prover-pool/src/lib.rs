@@ -6,6 +6,8 @@
 //! - [`registry`]: the circuits and sizes the exchange trades; used by offers, quotes and settlement.
 //! - [`circuit`]: the one entry point the exchange uses for any traded circuit: parse a slot input,
 //!   get the verifying key, verify a proof against the slot's public inputs.
+//! - [`circom`]: circuits users bring (circom 2 + snarkjs Groth16): r1cs and zkey readers, the
+//!   witness generator (wasm, interpreted), snarkjs' witness map and the prover over our MSMs.
 //! - [`hash_chain`]: the `hash-chain` circuit (R1CS, 2^k - 3 squaring rounds) and its native output.
 //! - [`field`]: BN254 scalar field elements as strict decimal text (public inputs in the API).
 //! - [`msm`]: the [`msm::MsmBackend`] trait every prover MSM goes through, the CPU backend and a
@@ -25,6 +27,7 @@
 pub mod agent;
 pub mod bench;
 pub mod circuit;
+pub mod circom;
 pub mod encoding;
 pub mod field;
 pub mod groth16;
