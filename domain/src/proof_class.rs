@@ -34,11 +34,14 @@ impl ProofSystem {
 pub struct ProofClass {
     /// The proof system.
     pub system: ProofSystem,
-    /// A circuit name from the built-in registry, e.g. `hash-chain`.
+    /// A circuit of the built-in registry (`hash-chain`), or a registered circuit's id (64 hex
+    /// digits, see `POST /v1/circuits`).
     #[schema(example = "hash-chain")]
     pub circuit: String,
-    /// The circuit has 2^size_log2 constraints.
+    /// The circuit's QAP domain has 2^size_log2 points (about as many constraints). May be
+    /// omitted (0) for a registered circuit, whose size follows from its constraints.
     #[schema(example = 12)]
+    #[serde(default)]
     pub size_log2: u8,
     /// Latency SLA: the proof must be verified at most this many seconds after its slot opens.
     #[schema(example = 600)]
@@ -52,7 +55,7 @@ pub enum ProofClassError {
     #[error("deadline_secs must be at least 1")]
     ZeroDeadline,
     /// The circuit name is empty.
-    #[error("circuit must name a circuit of the registry, e.g. \"hash-chain\"")]
+    #[error("circuit must name a circuit of the registry, e.g. \"hash-chain\", or a registered circuit's id")]
     EmptyCircuit,
 }
 

@@ -105,7 +105,8 @@ impl Background {
 #[derive(Debug)]
 pub struct KeyWarmer {
     keys: Arc<KeyStore>,
-    started: Mutex<HashSet<Circuit>>,
+    /// (circuit, size) of the classes started.
+    started: Mutex<HashSet<(String, u8)>>,
 }
 
 impl KeyWarmer {
@@ -116,8 +117,10 @@ impl KeyWarmer {
 
     /// Starts making `class`'s verifying key ready, unless that already started.
     pub fn warm(&self, class: &ProofClass) {
+        // Registered circuits carry their key and are loaded by the catalogue on first use.
         let Ok(circuit) = Circuit::for_class(class) else { return };
-        if !self.started.lock().unwrap_or_else(PoisonError::into_inner).insert(circuit) {
+        let key = (class.circuit.clone(), class.size_log2);
+        if !self.started.lock().unwrap_or_else(PoisonError::into_inner).insert(key) {
             return;
         }
         let keys = Arc::clone(&self.keys);

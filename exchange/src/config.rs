@@ -137,6 +137,11 @@ pub struct ServeConfig {
     #[arg(long, env = "PCX_MIN_CADENCE_SECS", default_value_t = 60)]
     pub min_cadence_secs: u32,
 
+    /// Largest circuit upload (`POST /v1/circuits`: r1cs + wasm + zkey + sample input), in bytes.
+    /// 1 GiB holds a snarkjs setup of about a million constraints.
+    #[arg(long, env = "PCX_MAX_CIRCUIT_BYTES", default_value_t = 1 << 30)]
+    pub max_circuit_bytes: u64,
+
     /// Market rules: fees, windows, slashing, discounts.
     #[command(flatten)]
     pub market: MarketConfig,
@@ -379,6 +384,8 @@ pub struct Settings {
     pub public_url: String,
     /// Shortest slot cadence accepted.
     pub min_cadence_secs: u32,
+    /// Largest circuit upload, in bytes.
+    pub max_circuit_bytes: u64,
     /// Market rules.
     pub market: MarketSettings,
     /// Settlement timings.
@@ -399,6 +406,7 @@ impl Settings {
                 .trim_end_matches('/')
                 .to_owned(),
             min_cadence_secs: config.min_cadence_secs,
+            max_circuit_bytes: config.max_circuit_bytes,
             settlement: config.settlement.resolve(&market)?,
             market,
         })

@@ -87,6 +87,10 @@ pub enum ErrorCode {
     SlotAlreadyOpen,
     /// 409: the slot has no proof (not delivered).
     SlotNotDelivered,
+    /// 422: a circuit's artifacts are broken or do not belong together (`artifact` names which).
+    CircuitInvalid,
+    /// 422: the circuit cannot prove this slot input (a failing constraint or assert).
+    InputUnprovable,
     /// 503: the database does not answer.
     Unavailable,
     /// 503: concurrent changes kept getting in each other's way (a deadlock or serialisation
@@ -98,7 +102,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for the documentation table and its test.
-    pub const ALL: [ErrorCode; 40] = [
+    pub const ALL: [ErrorCode; 42] = [
         ErrorCode::MalformedJson,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::PayloadTooLarge,
@@ -136,6 +140,8 @@ impl ErrorCode {
         ErrorCode::LeaseLost,
         ErrorCode::SlotAlreadyOpen,
         ErrorCode::SlotNotDelivered,
+        ErrorCode::CircuitInvalid,
+        ErrorCode::InputUnprovable,
         ErrorCode::Unavailable,
         ErrorCode::Contention,
         ErrorCode::Internal,
@@ -182,6 +188,8 @@ impl ErrorCode {
             LeaseLost => ("lease_lost", StatusCode::CONFLICT),
             SlotAlreadyOpen => ("slot_already_open", StatusCode::CONFLICT),
             SlotNotDelivered => ("slot_not_delivered", StatusCode::CONFLICT),
+            CircuitInvalid => ("circuit_invalid", StatusCode::UNPROCESSABLE_ENTITY),
+            InputUnprovable => ("input_unprovable", StatusCode::UNPROCESSABLE_ENTITY),
             Unavailable => ("unavailable", StatusCode::SERVICE_UNAVAILABLE),
             Contention => ("contention", StatusCode::SERVICE_UNAVAILABLE),
             Internal => ("internal", StatusCode::INTERNAL_SERVER_ERROR),
@@ -208,6 +216,8 @@ pub struct ApiError {
     pub message: String,
     /// What to do next, for conflicts that a retry of the same request cannot fix.
     pub hint: Option<String>,
+    /// Which uploaded file is at fault (`circuit_invalid`).
+    pub artifact: Option<&'static str>,
 }
 
 /// The error envelope as it is serialised.
@@ -228,12 +238,21 @@ pub struct ErrorBody {
     /// What to do next (present on some conflicts).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
+    /// `circuit_invalid`: which file (`r1cs`, `wasm`, `zkey`, `sample_input`, or `name`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<String>,
 }
 
 impl ApiError {
     /// An error with the given code and message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), hint: None }
+        Self { code, message: message.into(), hint: None, artifact: None }
+    }
+
+    /// Names the uploaded file at fault.
+    pub fn with_artifact(mut self, artifact: &'static str) -> Self {
+        self.artifact = Some(artifact);
+        self
     }
 
     /// Adds a hint: what to do next.
@@ -270,7 +289,12 @@ impl std::fmt::Display for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorEnvelope {
-            error: ErrorBody { code: self.code.as_str().to_owned(), message: self.message, hint: self.hint },
+            error: ErrorBody {
+                code: self.code.as_str().to_owned(),
+                message: self.message,
+                hint: self.hint,
+                artifact: self.artifact.map(str::to_owned),
+            },
         };
         (self.code.status(), Json(body)).into_response()
     }

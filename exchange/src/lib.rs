@@ -70,6 +70,8 @@ pub struct AppState {
     pub keys: Arc<pcx_prover_pool::keys::KeyStore>,
     /// Makes verifying keys ready before the first proof of a circuit.
     pub keys_warmer: Arc<background::KeyWarmer>,
+    /// Resolves proof classes to circuits (registered ones loaded once from the database).
+    pub circuits: Arc<service::circuits::Catalog>,
     /// The background loops' health and periodic checks.
     pub background: Arc<background::Background>,
     /// The pricing oracle.
@@ -116,6 +118,7 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             keys,
             keys_warmer,
+            circuits: Arc::default(),
             background: Arc::new(background::Background::default()),
             oracle: Arc::new(service::oracle::OracleRuntime::new(&db, &config.oracle).await?),
             clock: Arc::new(clock::SystemClock),

@@ -20,6 +20,10 @@
 //!   `prove_hash_chain` / `verify_hash_chain` conveniences.
 //! - [`encoding`]: the wire encoding of proofs (0x + hex of 128 compressed bytes) and their decimal
 //!   affine coordinates.
+//! - [`snarkjs`]: keys, proofs and public signals in snarkjs' JSON shapes (`vk.json`, `proof.json`,
+//!   `public.json`), strictly validated.
+//! - [`solidity`]: a Solidity verifier contract for a verifying key (snarkjs' `verifyProof` ABI,
+//!   EVM precompiles 0x06-0x08) and the call's arguments for a proof.
 //! - [`bench`](mod@bench): timing proofs per size for `pcx prover bench`.
 //! - [`agent`]: the `pcx prover` agent (claims slot jobs, proves, submits; retries, shutdown) and
 //!   the `pcx prover bench` command.
@@ -36,3 +40,5 @@ pub mod icicle;
 pub mod keys;
 pub mod msm;
 pub mod registry;
+pub mod snarkjs;
+pub mod solidity;

@@ -3,6 +3,8 @@
 //! the witness snarkjs computes, unprovable inputs are refused, our proofs verify against the
 //! snarkjs key, and broken artifacts are refused with the artifact named.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 
 use ark_bn254::Fr;

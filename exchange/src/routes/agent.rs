@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use pcx_prover_pool::circuit::StoredCircomInput;
+
 use pcx_domain::{ProofClass, Role};
 use pcx_settlement::state::JobRole;
 
@@ -21,6 +23,8 @@ use crate::AppState;
 
 /// Most jobs a claim may say it has in hand.
 const MAX_IN_HAND: usize = 1024;
+/// Most registered circuits one claim may name.
+const MAX_CIRCUITS: usize = 256;
 
 /// One measured capability of an agent.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -91,8 +95,11 @@ pub struct ClaimRequest {
     pub agent_id: Uuid,
     /// Hold the request up to this many seconds waiting for a job (0..=30).
     pub wait_secs: Option<u32>,
-    /// Circuit sizes (log2) the agent can prove.
+    /// Sizes (log2) of the built-in circuit the agent can prove.
     pub sizes: Vec<u8>,
+    /// Registered circuits (ids) the agent can prove.
+    #[serde(default)]
+    pub circuits: Vec<String>,
     /// Jobs this agent is working on now. A job it claimed but does not list (the answer to its
     /// claim was lost) is handed back to it before any new one.
     #[serde(default)]
@@ -110,8 +117,13 @@ pub struct JobView {
     pub slot: i64,
     /// What to prove.
     pub proof_class: ProofClass,
-    /// The slot's public input (decimal field element).
-    pub public_input: String,
+    /// hash-chain: the slot's public input (decimal field element).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_input: Option<String>,
+    /// A registered circuit: the slot's input signals (snarkjs' input.json).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub input: Option<serde_json::Value>,
     /// Who it was offered to.
     pub role: JobRole,
     /// When the slot opened.
@@ -146,17 +158,27 @@ pub async fn claim(
     if req.in_hand.len() > MAX_IN_HAND {
         return Err(ApiError::new(ErrorCode::InvalidInput, format!("in_hand: at most {MAX_IN_HAND} jobs")));
     }
+    if req.circuits.len() > MAX_CIRCUITS {
+        return Err(ApiError::new(ErrorCode::InvalidInput, format!("circuits: at most {MAX_CIRCUITS}")));
+    }
     let sizes: Vec<i16> = req.sizes.iter().map(|s| i16::from(*s)).collect();
     let give_up = tokio::time::Instant::now() + std::time::Duration::from_secs(u64::from(wait));
     loop {
-        if let Some(ticket) = settlement::claim(&state, prover, req.agent_id, &sizes, &req.in_hand, state.now()).await? {
+        let wanted = settlement::Wanted { sizes: &sizes, circuits: &req.circuits };
+        if let Some(ticket) = settlement::claim(&state, prover, req.agent_id, wanted, &req.in_hand, state.now()).await? {
+            let stored = ticket.input.unwrap_or_default();
+            let (public_input, input) = match StoredCircomInput::parse(&stored) {
+                Some(circom) => (None, Some(circom.input)),
+                None => (Some(stored), None),
+            };
             return Ok(Json(ClaimResponse {
                 job: Some(JobView {
                     job_id: ticket.job.id,
                     contract_id: ticket.contract_id,
                     slot: i64::try_from(ticket.n).map_err(ApiError::internal)?,
                     proof_class: ticket.class,
-                    public_input: ticket.input.unwrap_or_default(),
+                    public_input,
+                    input,
                     role: ticket.job.role,
                     opens_at: ticket.opens_at,
                     deadline: ticket.deadline,

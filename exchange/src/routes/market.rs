@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use pcx_capacity_reservation::discounts::DiscountSchedule;
 use pcx_domain::{AccountId, ProofSystem, Role};
+use pcx_prover_pool::circuit::PostedInput;
 
 use crate::auth::{Caller, Principal};
 use crate::error::{ApiError, ApiResult, ErrorCode, ErrorEnvelope};
@@ -348,21 +349,30 @@ pub async fn list_slots(
     Ok(Json(SlotsResponse { slots, next_from: (next < contract.slot_count).then_some(next) }))
 }
 
-/// A slot's input.
+/// A slot's input: `public_input` for hash-chain, `input` for a registered circuit.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SlotInputRequest {
     /// hash-chain: the seed, one BN254 scalar field element as a decimal string.
     #[schema(example = "12345678901234567890")]
-    pub public_input: String,
+    #[serde(default)]
+    pub public_input: Option<String>,
+    /// A registered circuit: its input signals, as snarkjs' input.json.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub input: Option<serde_json::Value>,
 }
 
-/// Posts or replaces the public input of a slot before it opens (buyer only).
+/// Posts or replaces the input of a slot before it opens (buyer only). A registered circuit's
+/// input is checked by computing its witness against every constraint: an input no prover could
+/// prove is refused with 422 `input_unprovable`, saying which assert or constraint fails. The
+/// stored input fixes the public signals the proof is verified against.
 #[utoipa::path(put, path = "/v1/contracts/{id}/slots/{n}/input", tag = "market", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Contract id"), ("n" = u64, Path, description = "Slot number")),
     request_body = SlotInputRequest,
     responses((status = 200, body = SlotInputView), (status = 404, body = ErrorEnvelope),
-              (status = 409, body = ErrorEnvelope, description = "slot_already_open"), (status = 422, body = ErrorEnvelope)))]
+              (status = 409, body = ErrorEnvelope, description = "slot_already_open"),
+              (status = 422, body = ErrorEnvelope, description = "invalid_input, input_unprovable")))]
 pub async fn put_slot_input(
     State(state): State<AppState>,
     caller: Caller,
@@ -370,8 +380,18 @@ pub async fn put_slot_input(
     ApiJson(req): ApiJson<SlotInputRequest>,
 ) -> ApiResult<Json<SlotInputView>> {
     let buyer = caller.account_with_role(Role::Buyer)?;
+    let posted = match (req.public_input, req.input) {
+        (Some(text), None) => PostedInput::PublicInput(text),
+        (None, Some(signals)) => PostedInput::Signals(signals),
+        _ => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidBody,
+                "send exactly one of `public_input` (hash-chain's seed) and `input` (a registered circuit's signals)",
+            ))
+        }
+    };
     let mut tx = state.db.begin().await?;
-    let view = contracts::put_input(&mut tx, buyer, id, n, &req.public_input, state.now()).await?;
+    let view = contracts::put_input(&mut tx, &state, buyer, id, n, posted, state.now()).await?;
     tx.commit().await?;
     Ok(Json(view))
 }

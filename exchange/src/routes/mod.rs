@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod auth;
+pub mod circuits;
 pub mod funds;
 pub mod market;
 pub mod ops;
@@ -29,6 +30,7 @@ use crate::AppState;
          (name = "provers", description = "Prover stake"),
          (name = "offers", description = "Offers (asks) and the public book"),
          (name = "market", description = "Discounts, quotes, contracts and slots"),
+         (name = "circuits", description = "Circuits users bring (circom + snarkjs Groth16): registration, artifacts, keys, verifiers"),
          (name = "agents", description = "Prover agents: heartbeat, jobs, proofs"),
          (name = "oracle", description = "Signed price estimates: feeds, latest, curve, history, sources, stream"),
          (name = "ops", description = "Health and metrics"))
@@ -64,6 +66,11 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(market::unstake))
         .routes(routes!(market::create_offer, market::list_offers))
         .routes(routes!(market::cancel_offer))
+        .routes(routes!(circuits::register, circuits::list))
+        .routes(routes!(circuits::get))
+        .routes(routes!(circuits::artifact))
+        .routes(routes!(circuits::verification_key))
+        .routes(routes!(circuits::verifier_sol))
         .routes(routes!(market::discounts))
         .routes(routes!(market::create_quote))
         .routes(routes!(market::create_contract, market::list_contracts))

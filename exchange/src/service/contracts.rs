@@ -17,7 +17,9 @@ use pcx_capacity_reservation::offer::backing_required;
 use pcx_capacity_reservation::pricing::TieredPrice;
 use pcx_capacity_reservation::quote::price_allocation;
 use pcx_domain::{AccountId, AccountKind, EntryKind, JournalEntry, Money, ProofClass, Schedule, ScheduleError};
-use pcx_prover_pool::circuit::Circuit;
+use pcx_prover_pool::circuit::{Circuit, InputError, PostedInput, StoredCircomInput};
+use pcx_prover_pool::field::{field_to_decimal, parse_field_element};
+use pcx_prover_pool::{encoding, snarkjs, solidity};
 use pcx_settlement::reputation::{score, NO_HISTORY};
 use pcx_settlement::state::{ContractReason, ContractStatus, Replacement, SlotReason, SlotState};
 
@@ -121,8 +123,13 @@ fn schedule_error(err: ScheduleError) -> ApiError {
 }
 
 /// Checks a quote request into the allocator's terms.
-pub fn checked_request(req: &QuoteRequest, settings: &Settings, now: DateTime<Utc>) -> ApiResult<ContractRequest> {
-    checked_class(&req.proof_class)?;
+pub async fn checked_request(
+    conn: &mut PgConnection,
+    req: &QuoteRequest,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> ApiResult<ContractRequest> {
+    let class = checked_class(conn, &req.proof_class).await?;
     // A start a few seconds old is a clock skew, not a mistake.
     req.schedule.validate(settings.min_cadence_secs, now - Duration::seconds(30)).map_err(schedule_error)?;
     let proofs_per_slot = req.proofs_per_slot.unwrap_or(1);
@@ -148,7 +155,7 @@ pub fn checked_request(req: &QuoteRequest, settings: &Settings, now: DateTime<Ut
         })
         .transpose()?;
     Ok(ContractRequest {
-        class: req.proof_class.clone(),
+        class,
         schedule: req.schedule,
         proofs_per_slot,
         redundancy,
@@ -165,7 +172,7 @@ pub async fn quote(
     settings: &Settings,
     now: DateTime<Utc>,
 ) -> ApiResult<QuoteView> {
-    let request = checked_request(req, settings, now)?;
+    let request = checked_request(conn, req, settings, now).await?;
     let market = &settings.market;
     let schedule = &request.schedule;
     let last = schedule.last_opens_at().ok_or_else(|| ApiError::new(ErrorCode::InvalidSchedule, "schedule: it has no slot"))?;
@@ -631,19 +638,29 @@ pub struct SlotInputView {
     pub contract_id: Uuid,
     /// Slot number.
     pub n: u64,
-    /// The input, canonical form (hash-chain: the seed as a decimal field element).
-    pub public_input: String,
+    /// hash-chain: the seed, canonical decimal form.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_input: Option<String>,
+    /// A registered circuit: the input signals as posted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub input: Option<serde_json::Value>,
+    /// The public signals the proof will be verified against (outputs, then public inputs).
+    pub public_signals: Vec<String>,
     /// When the slot opens; the input can change until then.
     pub opens_at: DateTime<Utc>,
 }
 
-/// Posts (or replaces) a slot's input before the slot opens; the contract's circuit checks it.
+/// Posts (or replaces) a slot's input before the slot opens. The contract's circuit checks it
+/// first: a registered circuit computes the witness and checks every constraint, so an input
+/// no prover could prove is refused here (422 `input_unprovable`) and never becomes a job.
 pub async fn put_input(
     conn: &mut PgConnection,
+    state: &crate::AppState,
     buyer: AccountId,
     contract_id: Uuid,
     n: u64,
-    input: &str,
+    posted: PostedInput,
     now: DateTime<Utc>,
 ) -> ApiResult<SlotInputView> {
     let contract = get(conn, Reader::Buyer(buyer), contract_id).await?;
@@ -653,8 +670,6 @@ pub async fn put_input(
             format!("slot {n} does not exist; the contract has slots 0 to {}", contract.slot_count - 1),
         ));
     }
-    let circuit = Circuit::for_class(&contract.proof_class).map_err(ApiError::internal)?;
-    let canonical = circuit.parse_input(input).map_err(|e| ApiError::new(ErrorCode::InvalidInput, format!("public_input: {e}")))?;
     let opens_at = contract.schedule.slot_opens_at(n).ok_or_else(|| ApiError::internal("slot beyond schedule"))?;
     let slot_too_late = || {
         ApiError::new(ErrorCode::SlotAlreadyOpen, format!("slot {n} opened at {}; inputs must come before a slot opens", opens_at.to_rfc3339()))
@@ -662,13 +677,29 @@ pub async fn put_input(
     if opens_at <= now {
         return Err(slot_too_late());
     }
+    let circuit = state.circuits.resolve(&state.db, &contract.proof_class).await?;
+    let checking = circuit.clone();
+    let canonical = tokio::task::spawn_blocking(move || checking.parse_input(&posted))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| match e {
+            InputError::Unprovable(_) => ApiError::new(ErrorCode::InputUnprovable, e.to_string()),
+            InputError::Stored => ApiError::internal(e),
+            InputError::Field(_) | InputError::WrongKind(_) => ApiError::new(ErrorCode::InvalidInput, e.to_string()),
+        })?;
+    let public_signals =
+        circuit.public_inputs(&canonical).map_err(ApiError::internal)?.iter().map(field_to_decimal).collect();
     // Materialise this one slot early if the scheduler has not reached it yet.
     let deadline = opens_at + Duration::seconds(i64::from(contract.proof_class.deadline_secs));
     store::slots::insert(conn, contract_id, &[(n, opens_at, deadline)]).await?;
     if !store::slots::set_input(conn, contract_id, n, &canonical).await? {
         return Err(slot_too_late());
     }
-    Ok(SlotInputView { contract_id, n, public_input: canonical, opens_at })
+    let (public_input, input) = match StoredCircomInput::parse(&canonical) {
+        Some(stored) => (None, Some(stored.input)),
+        None => (Some(canonical), None),
+    };
+    Ok(SlotInputView { contract_id, n, public_input, input, public_signals, opens_at })
 }
 
 /// A delivered slot's proof.
@@ -690,6 +721,15 @@ pub struct ProofView {
     /// The same proof as affine coordinates (decimal strings), for other verifiers.
     #[schema(value_type = Object)]
     pub points: serde_json::Value,
+    /// The proof as snarkjs writes it: `proof` is proof.json, `publicSignals` public.json, so
+    /// `snarkjs groth16 verify vk.json public.json proof.json` checks it (vk.json: the circuit's
+    /// `GET /v1/circuits/{id}/verification_key`).
+    #[schema(value_type = Object)]
+    pub snarkjs: serde_json::Value,
+    /// The arguments of the circuit's Solidity verifier's `verifyProof(a, b, c, publicSignals)`
+    /// (`GET /v1/circuits/{id}/verifier.sol`), 32-byte hex words.
+    #[schema(value_type = Object)]
+    pub calldata: serde_json::Value,
     /// Who delivered it.
     pub delivered_by: AccountId,
     /// When it was verified.
@@ -707,9 +747,15 @@ pub async fn proof(conn: &mut PgConnection, reader: Reader, contract_id: Uuid, n
     else {
         return Err(not_delivered());
     };
-    let circuit = Circuit::for_class(&contract.proof_class).map_err(ApiError::internal)?;
-    let (encoding, points) = circuit.describe_proof(&proof).ok_or_else(|| ApiError::internal("a stored proof does not decode"))?;
+    let decoded = encoding::decode_proof(&proof).map_err(ApiError::internal)?;
+    let (encoding, points) = Circuit::describe_proof(&decoded);
+    let signals = public_inputs.iter().map(|s| parse_field_element(s)).collect::<Result<Vec<_>, _>>().map_err(ApiError::internal)?;
     Ok(ProofView {
+        snarkjs: serde_json::json!({
+            "proof": snarkjs::proof_to_json(&decoded),
+            "publicSignals": snarkjs::public_signals_to_json(&signals),
+        }),
+        calldata: solidity::calldata(&decoded, &signals),
         contract_id,
         n,
         proof_class: contract.proof_class,

@@ -90,14 +90,18 @@ impl From<OfferRow> for OfferView {
     }
 }
 
-/// A proof class the registry knows, or a 422 saying which circuits and sizes exist.
-pub fn checked_class(class: &ProofClass) -> ApiResult<()> {
+/// A proof class the exchange trades (a built-in circuit and size, or a registered circuit with
+/// its own size, filled in when omitted), or a 422 saying what exists. Returns the class to use.
+pub async fn checked_class(conn: &mut PgConnection, class: &ProofClass) -> ApiResult<ProofClass> {
     class
         .validate_shape()
         .map_err(|e| ApiError::new(ErrorCode::InvalidProofClass, format!("proof_class: {e}")))?;
+    if crate::service::circuits::is_circuit_id(&class.circuit) {
+        return crate::service::circuits::checked_registered_class(conn, class).await;
+    }
     pcx_prover_pool::registry::lookup(class)
         .map_err(|e| ApiError::new(ErrorCode::InvalidProofClass, format!("proof_class: {e}")))?;
-    Ok(())
+    Ok(class.clone())
 }
 
 fn checked_price(input: &OfferInput) -> ApiResult<TieredPrice> {
@@ -119,7 +123,7 @@ pub async fn create(
     market: &MarketSettings,
     now: DateTime<Utc>,
 ) -> ApiResult<OfferView> {
-    checked_class(&input.proof_class)?;
+    let class = checked_class(conn, &input.proof_class).await?;
     if input.window_end <= input.window_start {
         return Err(ApiError::new(ErrorCode::InvalidWindow, "window_end must be after window_start"));
     }
@@ -159,7 +163,7 @@ pub async fn create(
         conn,
         &store::offers::NewOffer {
             prover_id: prover,
-            class: &input.proof_class,
+            class: &class,
             window_start: input.window_start,
             window_end: input.window_end,
             proofs_per_hour: input.proofs_per_hour,

@@ -171,17 +171,20 @@ pub async fn held_by(conn: &mut PgConnection, agent: Uuid, prover: AccountId, in
 }
 
 /// Picks one offered job for `prover` and locks it: its own first (as primary or backup), then
-/// the open market for slots it has not failed and whose slash its bond covers.
+/// the open market for slots it has not failed and whose slash its bond covers. Only jobs of the
+/// built-in circuits at `sizes` or of the registered `circuits` (ids).
 pub async fn claimable(
     conn: &mut PgConnection,
     prover: AccountId,
     sizes: &[i16],
+    circuits: &[String],
     slash_multiplier: Decimal,
     now: DateTime<Utc>,
 ) -> Result<Option<Ticket>, sqlx::Error> {
     let raw: Option<RawTicket> = sqlx::query_as(&format!(
         "SELECT {JOB}, {TICKET_SLOT} FROM {TICKET_FROM}
-          WHERE j.state = '{offered}' AND j.ack_deadline > $4 AND s.deadline > $4 AND c.size_log2 = ANY($2)
+          WHERE j.state = '{offered}' AND j.ack_deadline > $4 AND s.deadline > $4
+            AND (c.circuit = ANY($5) OR (c.circuit !~ '^[0-9a-f]{{64}}$' AND c.size_log2 = ANY($2)))
             AND (j.prover_id = $1
                  OR (j.role = '{open}'
                      AND NOT EXISTS (SELECT 1 FROM jobs f WHERE f.contract_id = j.contract_id AND f.n = j.n
@@ -199,6 +202,7 @@ pub async fn claimable(
     .bind(sizes)
     .bind(slash_multiplier)
     .bind(now)
+    .bind(circuits)
     .fetch_optional(conn)
     .await?;
     raw.map(TryInto::try_into).transpose()

@@ -10,10 +10,12 @@
 //! - [`slots`], [`jobs`]: materialised slots and the jobs that get them proved.
 //! - [`agents`]: prover agents and what they measured; [`reputation`]: outcomes per prover.
 //! - [`scheduler`]: the scheduler's clock and the outages it saw.
+//! - [`circuits`]: registered circuits and their artifacts (chunked blobs).
 //! - [`oracle`]: the oracle's inputs and rounds.
 
 pub mod accounts;
 pub mod agents;
+pub mod circuits;
 pub mod contracts;
 pub mod idempotency;
 pub mod jobs;

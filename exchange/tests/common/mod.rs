@@ -42,6 +42,7 @@ pub fn serve_config() -> ServeConfig {
         nonce_ttl_secs: 300,
         public_url: None,
         min_cadence_secs: 10,
+        max_circuit_bytes: 1 << 30,
         market: pcx_exchange::config::MarketConfig {
             slash_multiplier: rust_decimal::Decimal::TWO,
             collateral_window_secs: 86_400,

@@ -1,10 +1,13 @@
-//! Command-line types of `pcx prover` and `pcx prover bench`, and where proving keys are cached.
+//! Command-line types of `pcx prover` and `pcx prover bench`, and where proving keys and
+//! registered circuits' artifacts are cached.
 //!
 //! Everything here is plain data: parsing never touches the network or the disk. Values that clap
 //! cannot check alone (sizes against the circuit registry, at least one worker, a claim wait of at
-//! most 30 s) are checked by [`AgentArgs::validate`] and [`BenchArgs::sizes`], so agents built
-//! in-process (tests, `pcx demo`) get the same checks. Whether `--backend icicle` can be used is
-//! only known by loading ICICLE, which `super::select` does.
+//! most 30 s, circuit ids of 64 lowercase hex digits) are checked by [`AgentArgs::validate`] and
+//! [`BenchArgs::sizes`], so agents built in-process (tests, `pcx demo`) get the same checks.
+//! Whether `--backend icicle` can be used is only known by loading ICICLE, which `super::select`
+//! does; whether a circuit id is registered and ready, only by asking the exchange, which
+//! `super::circuits` does at start.
 
 use std::path::PathBuf;
 
@@ -12,7 +15,7 @@ use anyhow::{bail, Context};
 
 use crate::registry::CIRCUITS;
 
-/// The one circuit the agent proves.
+/// The built-in circuit the agent always proves (registered circuits come with `--circuits`).
 pub(crate) const CIRCUIT: &str = "hash-chain";
 /// Longest long-poll the exchange accepts on `POST /v1/agent/jobs/claim`.
 pub(crate) const MAX_CLAIM_WAIT_SECS: u32 = 30;
@@ -62,7 +65,8 @@ pub enum BackendChoice {
 pub enum Fault {
     /// Claims jobs and never delivers them (no proof, no release): every claimed slot is missed.
     Miss,
-    /// Submits a proof made for another public input (the job's seed + 1), which fails to verify.
+    /// Submits well-formed proofs that fail to verify: for `hash-chain` one made for another public
+    /// input (the job's seed + 1), for a registered circuit the job's proof with its A point negated.
     Invalid,
 }
 
@@ -83,7 +87,7 @@ pub struct AgentArgs {
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     pub backend: BackendChoice,
     /// TESTING AID, never for real capacity: `miss` claims jobs and never delivers them;
-    /// `invalid` submits a proof made for another input.
+    /// `invalid` submits well-formed proofs that do not verify.
     #[arg(long, value_enum)]
     pub fault: Option<Fault>,
     /// Where proving keys are generated once and cached [default: $PCX_DATA_DIR/keys, else
@@ -99,6 +103,34 @@ pub struct AgentArgs {
     /// Seconds the exchange may hold a claim open waiting for a job (long-poll), 0 to 30.
     #[arg(long, default_value_t = 20)]
     pub claim_wait_secs: u32,
+    /// Registered circuits to serve besides `hash-chain`: `all` (every circuit the exchange lists
+    /// as ready when the agent starts) or circuit ids (64 lowercase hex digits), comma-separated
+    /// [default: none, only `hash-chain`]. Each is downloaded (cached in --circuits-dir), checked
+    /// and benchmarked on its sample input before it is advertised.
+    #[arg(long, env = "PCX_AGENT_CIRCUITS", value_delimiter = ',', value_name = "all|ID[,ID...]")]
+    pub circuits: Vec<String>,
+    /// Where registered circuits' artifacts are cached, one folder per circuit id (files are
+    /// checked against their sha256 before use) [default: the `circuits` folder of the keys
+    /// directory].
+    #[arg(long, env = "PCX_AGENT_CIRCUITS_DIR")]
+    pub circuits_dir: Option<PathBuf>,
+}
+
+/// Which registered circuits the agent serves (`--circuits`), checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CircuitSelection {
+    /// Only `hash-chain`.
+    None,
+    /// Every circuit the exchange lists as ready at start.
+    All,
+    /// These circuit ids, sorted, without repeats.
+    Ids(Vec<String>),
+}
+
+/// Whether `id` is a circuit id: 64 lowercase hex digits. (Ids name cache folders: this is also
+/// what keeps an id from being a path.)
+pub(crate) fn is_circuit_id(id: &str) -> bool {
+    id.len() == 64 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl AgentArgs {
@@ -115,6 +147,8 @@ impl AgentArgs {
             sizes: vec![10, 11, 12],
             heartbeat_secs: 10,
             claim_wait_secs: 20,
+            circuits: Vec::new(),
+            circuits_dir: None,
         }
     }
 
@@ -137,12 +171,43 @@ impl AgentArgs {
         if self.claim_wait_secs > MAX_CLAIM_WAIT_SECS {
             bail!("--claim-wait-secs must be 0 to {MAX_CLAIM_WAIT_SECS}, not {}", self.claim_wait_secs);
         }
+        self.circuit_selection()?;
         checked_sizes(&self.sizes, "--sizes")
+    }
+
+    /// `--circuits`, checked: `all`, or ids of 64 lowercase hex digits (empty items are ignored, so
+    /// an empty `PCX_AGENT_CIRCUITS` means none).
+    pub(crate) fn circuit_selection(&self) -> anyhow::Result<CircuitSelection> {
+        let items: Vec<&str> = self.circuits.iter().map(|item| item.trim()).filter(|item| !item.is_empty()).collect();
+        if items.is_empty() {
+            return Ok(CircuitSelection::None);
+        }
+        if items.contains(&"all") {
+            if items.len() > 1 {
+                bail!("--circuits: `all` already means every ready circuit; give it alone or list circuit ids");
+            }
+            return Ok(CircuitSelection::All);
+        }
+        if let Some(bad) = items.iter().find(|item| !is_circuit_id(item)) {
+            bail!(
+                "--circuits: `{bad}` is not a circuit id (64 lowercase hex digits, as `GET /v1/circuits` lists them) \
+                 nor `all`"
+            );
+        }
+        let mut ids: Vec<String> = items.iter().map(|item| (*item).to_string()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(CircuitSelection::Ids(ids))
     }
 
     /// The keys directory: `--keys-dir`, else [`default_keys_dir`].
     pub(crate) fn keys_dir(&self) -> PathBuf {
         self.keys_dir.clone().unwrap_or_else(default_keys_dir)
+    }
+
+    /// The artifacts cache: `--circuits-dir`, else `circuits` in [`AgentArgs::keys_dir`].
+    pub(crate) fn circuits_dir(&self) -> PathBuf {
+        self.circuits_dir.clone().unwrap_or_else(|| self.keys_dir().join("circuits"))
     }
 }
 
@@ -290,6 +355,35 @@ mod tests {
         let cli = parse(&["--api-key", "K", "--sizes", "9,12"]).unwrap();
         let err = cli.agent.validate().unwrap_err().to_string();
         assert!(err.contains("size_log2 9 is not traded"), "{err}");
+    }
+
+    #[test]
+    fn circuits_are_all_or_a_list_of_ids() {
+        let cli = parse(&["--api-key", "K"]).unwrap();
+        assert_eq!(cli.agent.circuit_selection().unwrap(), CircuitSelection::None);
+        let cli = parse(&["--api-key", "K", "--circuits", "all"]).unwrap();
+        assert_eq!(cli.agent.circuit_selection().unwrap(), CircuitSelection::All);
+        let (a, b) = ("0a".repeat(32), "f1".repeat(32));
+        let cli = parse(&["--api-key", "K", "--circuits", &format!("{b},{a},{b}")]).unwrap();
+        assert_eq!(cli.agent.circuit_selection().unwrap(), CircuitSelection::Ids(vec![a.clone(), b.clone()]));
+        assert_eq!(cli.agent.validate().unwrap(), vec![10, 11, 12]);
+
+        for bad in [format!("all,{a}"), a.to_uppercase(), a[..63].to_string(), format!("{a}0"), "../x".into()] {
+            let cli = parse(&["--api-key", "K", "--circuits", &bad]).unwrap();
+            let err = cli.agent.validate().unwrap_err().to_string();
+            assert!(err.starts_with("--circuits"), "{bad}: {err}");
+        }
+        let cli = parse(&["--api-key", "K", "--circuits", ""]).unwrap();
+        assert_eq!(cli.agent.circuit_selection().unwrap(), CircuitSelection::None);
+    }
+
+    #[test]
+    fn the_circuits_cache_defaults_to_a_folder_of_the_keys_dir() {
+        let cli = parse(&["--api-key", "K", "--keys-dir", "/k"]).unwrap();
+        assert_eq!(cli.agent.circuits_dir(), PathBuf::from("/k/circuits"));
+        let cli = parse(&["--api-key", "K", "--keys-dir", "/k", "--circuits-dir", "/c"]).unwrap();
+        assert_eq!(cli.agent.circuits_dir(), PathBuf::from("/c"));
+        assert_eq!(AgentArgs::new("http://x", "k").circuit_selection().unwrap(), CircuitSelection::None);
     }
 
     #[test]

@@ -2,16 +2,23 @@
 //! clock.
 //!
 //! Invariants:
-//! - Every call is a JSON `POST` retried with [`Backoff`] on connection errors, timeouts, 408, 429
-//!   and 5xx, until it gets an answer, its caller's `retry_until` passes, or its `cancel` signal is
-//!   raised. A cancel signal only interrupts the waits between attempts, never a request in flight
-//!   (so a long-poll claim that the exchange answers with a job is never thrown away half-way).
+//! - Every call (a JSON `POST`, a JSON `GET`, or the `GET` of a download) is retried with
+//!   [`Backoff`] on connection errors, timeouts, 408, 429 and 5xx, until it gets an answer, its
+//!   caller's `retry_until` passes, or its `cancel` signal is raised. A cancel signal only
+//!   interrupts the waits between attempts, never a request in flight (so a long-poll claim that
+//!   the exchange answers with a job is never thrown away half-way).
 //! - A retried request is byte-for-byte the same request, `Idempotency-Key` included.
 //! - On a 401 the client logs in again with the API key once (concurrent callers share the one new
 //!   token) and repeats the call; a second 401 is [`CallError::Unauthorized`].
 //! - An outage is logged once: a warning at the first failure, then debug lines per retry, then one
 //!   info line when any call gets through again.
+//! - A download ([`ExchangeClient::download`]) is never held in memory: its body is handed out
+//!   chunk by chunk ([`Download::chunk`]). Its timeout bounds the wait for the answer's head and
+//!   for each chunk (a stall), not the whole transfer, which may take minutes for a large zkey. A
+//!   transfer that breaks off is [`CallError::Interrupted`]; starting it again is the caller's
+//!   choice (only the caller knows what it already wrote).
 
+use std::future::Future;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -60,6 +67,12 @@ pub(crate) enum CallError {
     /// The caller's cancel signal was raised while waiting to retry.
     #[error("cancelled while waiting to retry")]
     Cancelled,
+    /// A download's body broke off or stalled for the call's timeout.
+    #[error("the transfer broke off: {failure}")]
+    Interrupted {
+        /// What went wrong.
+        failure: String,
+    },
     /// The request could not be built or the answer could not be read.
     #[error("{0}")]
     Protocol(String),
@@ -85,11 +98,49 @@ impl CallOptions {
     }
 }
 
-/// One attempt's outcome, before retry policy.
+/// How one attempt is sent.
+#[derive(Debug, Clone, Copy)]
+enum Method<'a> {
+    /// A JSON `POST` of these bytes; the answer is read whole within the call's timeout.
+    Post(&'a [u8]),
+    /// A `GET`; the answer is read whole within the call's timeout.
+    Get,
+    /// A `GET` whose body the caller streams: the timeout bounds the wait for the head only.
+    Stream,
+}
+
+/// One attempt's outcome, before retry policy. An answer's body is not read yet.
 enum Attempt {
-    Answered(Vec<u8>),
+    Answered(reqwest::Response),
     Rejected { status: StatusCode, code: String, message: String },
     Transient { failure: String, retry_after: Option<Duration> },
+}
+
+/// A `GET` answered 2xx whose body is read piece by piece ([`ExchangeClient::download`]).
+#[derive(Debug)]
+pub(crate) struct Download {
+    response: reqwest::Response,
+    /// Longest wait for the next chunk.
+    stall: Duration,
+}
+
+impl Download {
+    /// A header of the answer, when its value is text.
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.response.headers().get(name).and_then(|value| value.to_str().ok())
+    }
+
+    /// The next piece of the body, `None` at its end; [`CallError::Interrupted`] when the
+    /// connection broke or no byte came for the call's timeout.
+    pub(crate) async fn chunk(&mut self) -> Result<Option<Vec<u8>>, CallError> {
+        match tokio::time::timeout(self.stall, self.response.chunk()).await {
+            Ok(Ok(chunk)) => Ok(chunk.map(Vec::from)),
+            Ok(Err(err)) => Err(CallError::Interrupted { failure: describe(&err) }),
+            Err(_) => Err(CallError::Interrupted {
+                failure: format!("no data for {} s", self.stall.as_secs_f64()),
+            }),
+        }
+    }
 }
 
 /// The client of one agent; shared by its workers and heartbeat task.
@@ -145,17 +196,61 @@ impl ExchangeClient {
         T: DeserializeOwned,
     {
         let body = serde_json::to_vec(body).map_err(|err| CallError::Protocol(format!("{op}: {err}")))?;
+        let body = body.as_slice();
+        let answer = self
+            .authorized(op, options, move |token: String| async move {
+                self.send(op, path, Method::Post(body), Some(&token), options).await
+            })
+            .await?;
+        decode(op, &answer)
+    }
+
+    /// `GET path` as the logged-in agent; decodes a 2xx answer as `T`.
+    pub(crate) async fn get<T: DeserializeOwned>(
+        &self,
+        op: &'static str,
+        path: &str,
+        options: &CallOptions,
+    ) -> Result<T, CallError> {
+        let answer = self
+            .authorized(op, options, move |token: String| async move {
+                self.send(op, path, Method::Get, Some(&token), options).await
+            })
+            .await?;
+        decode(op, &answer)
+    }
+
+    /// `GET path` as the logged-in agent, retried like any call until a 2xx head arrives; its body
+    /// is then read with [`Download::chunk`] (`options.timeout` bounds the head and each chunk).
+    pub(crate) async fn download(
+        &self,
+        op: &'static str,
+        path: &str,
+        options: &CallOptions,
+    ) -> Result<Download, CallError> {
+        self.authorized(op, options, move |token: String| async move {
+            self.open_stream(op, path, Some(&token), options).await
+        })
+        .await
+    }
+
+    /// Runs `call` with the current token; on a 401 logs in again once (unless another caller
+    /// already did) and runs it again with the new token.
+    async fn authorized<T, F, Fut>(&self, op: &'static str, options: &CallOptions, call: F) -> Result<T, CallError>
+    where
+        F: Fn(String) -> Fut,
+        Fut: Future<Output = Result<T, CallError>>,
+    {
         let token = self.token.lock().await.clone();
-        let answer = match self.send(op, path, &body, Some(&token), options).await {
+        match call(token.clone()).await {
             Err(CallError::Unauthorized { .. }) => {
                 tracing::info!(target: TARGET, op, "token refused; logging in again with the API key");
                 self.refresh_token(&token, options).await?;
                 let token = self.token.lock().await.clone();
-                self.send(op, path, &body, Some(&token), options).await?
+                call(token).await
             }
-            other => other?,
-        };
-        decode(op, &answer)
+            other => other,
+        }
     }
 
     /// Converts an instant of the exchange's clock into one of this machine's monotonic clock.
@@ -193,91 +288,155 @@ impl ExchangeClient {
         let body = serde_json::to_vec(&TokenRequest { api_key: &self.api_key })
             .map_err(|err| CallError::Protocol(format!("login: {err}")))?;
         let options = CallOptions { idempotency_key: None, timeout: CALL_TIMEOUT, ..options.clone() };
-        let answer = self.send("login", "/v1/auth/token", &body, None, &options).await?;
+        let answer = self.send("login", "/v1/auth/token", Method::Post(&body), None, &options).await?;
         Ok(decode::<TokenResponse>("login", &answer)?.token)
     }
 
-    /// One call with retries; any 4xx other than 408 and 429 ends it.
+    /// One call with retries, its answer read whole; any 4xx other than 408 and 429 ends it.
     async fn send(
         &self,
         op: &'static str,
         path: &str,
-        body: &[u8],
+        method: Method<'_>,
         token: Option<&str>,
         options: &CallOptions,
     ) -> Result<Vec<u8>, CallError> {
         let url = format!("{}{path}", self.base);
         let mut backoff = Backoff::new();
         loop {
-            let (failure, retry_after) = match self.attempt(&url, body, token, options).await? {
-                Attempt::Answered(bytes) => {
-                    self.note_success(op);
-                    return Ok(bytes);
-                }
+            let (failure, retry_after) = match self.attempt(&url, method, token, options).await? {
+                // An answer cut off half-way is retried like one that never came.
+                Attempt::Answered(response) => match response.bytes().await {
+                    Ok(bytes) => {
+                        self.note_success(op);
+                        return Ok(bytes.to_vec());
+                    }
+                    Err(err) => (describe(&err), None),
+                },
                 Attempt::Rejected { status, code, message } => {
                     self.note_success(op);
-                    return Err(if status == StatusCode::UNAUTHORIZED {
-                        CallError::Unauthorized { message }
-                    } else {
-                        CallError::Api { status, code, message }
-                    });
+                    return Err(rejection(status, code, message));
                 }
                 Attempt::Transient { failure, retry_after } => (failure, retry_after),
             };
-            self.note_failure(op, &failure);
-            let mut delay = backoff.next_delay().max(retry_after.unwrap_or_default().min(super::backoff::CAP));
-            if let Some(until) = options.retry_until {
-                let left = until.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(CallError::GaveUp { last: failure });
+            self.wait_to_retry(op, failure, retry_after, &mut backoff, options).await?;
+        }
+    }
+
+    /// A `GET` with retries until a 2xx head; its body is left to the caller.
+    async fn open_stream(
+        &self,
+        op: &'static str,
+        path: &str,
+        token: Option<&str>,
+        options: &CallOptions,
+    ) -> Result<Download, CallError> {
+        let url = format!("{}{path}", self.base);
+        let mut backoff = Backoff::new();
+        loop {
+            let (failure, retry_after) = match self.attempt(&url, Method::Stream, token, options).await? {
+                Attempt::Answered(response) => {
+                    self.note_success(op);
+                    return Ok(Download { response, stall: options.timeout });
                 }
-                delay = delay.min(left);
+                Attempt::Rejected { status, code, message } => {
+                    self.note_success(op);
+                    return Err(rejection(status, code, message));
+                }
+                Attempt::Transient { failure, retry_after } => (failure, retry_after),
+            };
+            self.wait_to_retry(op, failure, retry_after, &mut backoff, options).await?;
+        }
+    }
+
+    /// Notes the failure and waits the backoff's next delay (at least `Retry-After`, within
+    /// `retry_until`); `GaveUp` when the time is over, `Cancelled` when the cancel signal rises.
+    async fn wait_to_retry(
+        &self,
+        op: &'static str,
+        failure: String,
+        retry_after: Option<Duration>,
+        backoff: &mut Backoff,
+        options: &CallOptions,
+    ) -> Result<(), CallError> {
+        self.note_failure(op, &failure);
+        let mut delay = backoff.next_delay().max(retry_after.unwrap_or_default().min(super::backoff::CAP));
+        if let Some(until) = options.retry_until {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(CallError::GaveUp { last: failure });
             }
-            tracing::debug!(target: TARGET, op, failure = %failure, delay_ms = delay.as_millis() as u64, "retrying");
-            match &options.cancel {
-                Some(cancel) => tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
-                    () = cancel.raised() => return Err(CallError::Cancelled),
-                },
-                None => tokio::time::sleep(delay).await,
+            delay = delay.min(left);
+        }
+        tracing::debug!(target: TARGET, op, failure = %failure, delay_ms = delay.as_millis() as u64, "retrying");
+        match &options.cancel {
+            Some(cancel) => tokio::select! {
+                () = tokio::time::sleep(delay) => Ok(()),
+                () = cancel.raised() => Err(CallError::Cancelled),
+            },
+            None => {
+                tokio::time::sleep(delay).await;
+                Ok(())
             }
         }
     }
 
+    /// One attempt: the answer's head, or why there is none. A 2xx body is left unread; an error
+    /// body is read for its code and message.
     async fn attempt(
         &self,
         url: &str,
-        body: &[u8],
+        method: Method<'_>,
         token: Option<&str>,
         options: &CallOptions,
     ) -> Result<Attempt, CallError> {
-        let mut request =
-            self.http.post(url).timeout(options.timeout).header(CONTENT_TYPE, "application/json").body(body.to_vec());
+        let mut request = match method {
+            Method::Post(body) => self
+                .http
+                .post(url)
+                .timeout(options.timeout)
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.to_vec()),
+            Method::Get => self.http.get(url).timeout(options.timeout),
+            // A request timeout would also bound the body's transfer; the head is bounded below.
+            Method::Stream => self.http.get(url),
+        };
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
         if let Some(key) = &options.idempotency_key {
             request = request.header("Idempotency-Key", key);
         }
-        let response = match request.send().await {
+        let sent = match tokio::time::timeout(options.timeout, request.send()).await {
+            Ok(sent) => sent,
+            Err(_) => {
+                let failure = format!("no answer within {} s", options.timeout.as_secs_f64());
+                return Ok(Attempt::Transient { failure, retry_after: None });
+            }
+        };
+        let response = match sent {
             Ok(response) => response,
             Err(err) if err.is_builder() => return Err(CallError::Protocol(format!("{url}: {err}"))),
             Err(err) => return Ok(Attempt::Transient { failure: describe(&err), retry_after: None }),
         };
         let status = response.status();
+        if status.is_success() {
+            return Ok(Attempt::Answered(response));
+        }
         let retry_after = response
             .headers()
             .get(RETRY_AFTER)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let bytes = match response.bytes().await {
-            Ok(bytes) => bytes.to_vec(),
-            Err(err) => return Ok(Attempt::Transient { failure: describe(&err), retry_after: None }),
+        let bytes = match tokio::time::timeout(options.timeout, response.bytes()).await {
+            Ok(Ok(bytes)) => bytes.to_vec(),
+            Ok(Err(err)) => return Ok(Attempt::Transient { failure: describe(&err), retry_after: None }),
+            Err(_) => {
+                let failure = format!("HTTP {status}: the body never came");
+                return Ok(Attempt::Transient { failure, retry_after });
+            }
         };
-        if status.is_success() {
-            return Ok(Attempt::Answered(bytes));
-        }
         let (code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
             Ok(body) => (body.error.code, body.error.message),
             Err(_) => (String::new(), snippet(&bytes)),
@@ -315,6 +474,15 @@ impl ExchangeClient {
                 "the exchange answers again"
             );
         }
+    }
+}
+
+/// The error of a refused call: 401 is [`CallError::Unauthorized`].
+fn rejection(status: StatusCode, code: String, message: String) -> CallError {
+    if status == StatusCode::UNAUTHORIZED {
+        CallError::Unauthorized { message }
+    } else {
+        CallError::Api { status, code, message }
     }
 }
 
@@ -449,6 +617,48 @@ mod tests {
         cancel.raise();
         let err = tokio::time::timeout(Duration::from_secs(2), call).await.unwrap().unwrap().unwrap_err();
         assert!(matches!(err, CallError::Cancelled), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn gets_json_and_streams_downloads_chunk_by_chunk() {
+        let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let served = body.clone();
+        let exchange = FakeExchange::start(move |request, count| match request.path.as_str() {
+            "/v1/auth/token" => Reply::json(200, json!({"token": "t"})),
+            "/v1/thing" => Reply::json(200, json!({"n": 1})),
+            "/v1/blob" if count == 1 => Reply::json(503, json!({"error": {"code": "unavailable", "message": "x"}})),
+            "/v1/blob" => Reply::bytes(200, served.clone()).header("x-content-sha256", "abc"),
+            "/v1/cut" => Reply::bytes(200, served.clone()).cut_after(1000),
+            _ => Reply::json(404, json!({"error": {"code": "not_found", "message": "no"}})),
+        })
+        .await;
+        let client = ExchangeClient::new(&exchange.url(), "key").unwrap();
+        client.login(&options()).await.unwrap();
+        let thing: serde_json::Value = client.get("test", "/v1/thing", &options()).await.unwrap();
+        assert_eq!(thing, json!({"n": 1}));
+        let get = &exchange.requests_to("/v1/thing")[0];
+        assert_eq!((get.method.as_str(), get.header("authorization")), ("GET", Some("Bearer t")));
+
+        let mut download = client.download("test", "/v1/blob", &options()).await.unwrap();
+        assert_eq!(download.header("x-content-sha256"), Some("abc"));
+        let mut received = Vec::new();
+        while let Some(chunk) = download.chunk().await.unwrap() {
+            received.extend_from_slice(&chunk);
+        }
+        assert_eq!(received, body);
+        assert_eq!(exchange.requests_to("/v1/blob").len(), 2, "a 503 before the head is retried");
+
+        let mut cut = client.download("test", "/v1/cut", &options()).await.unwrap();
+        let err = loop {
+            match cut.chunk().await {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("a cut transfer read as complete"),
+                Err(err) => break err,
+            }
+        };
+        assert!(matches!(err, CallError::Interrupted { .. }), "{err:?}");
+        let err = client.download("test", "/v1/missing", &options()).await.unwrap_err();
+        assert!(matches!(err, CallError::Api { status, .. } if status == 404), "{err:?}");
     }
 
     #[test]

@@ -8,9 +8,12 @@
 //! - [`select_backend`] (`select`): `--backend auto|cpu|icicle`, shared by the agent and the
 //!   benchmark; ICICLE is used only after its self-test against arkworks passed (in a child
 //!   process first when running as `pcx`: [`icicle_self_test`] is that child's command).
+//! - `circuits`: the registered circuits served besides `hash-chain` (`--circuits`): artifacts
+//!   downloaded into a cache and checked against their sha256, loaded, benchmarked on the sample
+//!   input (the proof must verify) before they are advertised.
 //! - `client`: the HTTP client (bearer token, re-login on 401, retries with `backoff`: 250 ms
-//!   doubling to 5 s, jittered); `api`: the request and response bodies; `signal`: the shutdown
-//!   flags.
+//!   doubling to 5 s, jittered; streamed downloads); `api`: the request and response bodies;
+//!   `signal`: the shutdown flags.
 //!
 //! What holds (details in the `worker` and `client` docs): the agent never sends two different
 //! proofs for one job; every proof is sent with `Idempotency-Key: <job_id>` and retried unchanged
@@ -23,6 +26,7 @@
 
 mod api;
 mod backoff;
+mod circuits;
 mod cli;
 mod client;
 mod select;

@@ -1,16 +1,21 @@
 //! A scripted stand-in for the exchange, for the agent's tests: a bare HTTP/1.1 responder on
 //! 127.0.0.1 that records every request and answers from a closure. One request per connection
 //! (`Connection: close`), which is all reqwest needs. (Raw `try_read`/`try_write`: this crate's
-//! tokio has no `io-util`.)
+//! tokio has no `io-util`.) [`CircuitFixture`] answers the registered-circuit routes
+//! (`/v1/circuits...`) with the multiplier fixture of `tests/fixtures/circom`.
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use tokio::net::{TcpListener, TcpStream};
 
 /// A request as received.
 #[derive(Debug, Clone)]
 pub(crate) struct Request {
+    pub method: String,
     pub path: String,
     /// Names in lower case.
     pub headers: Vec<(String, String)>,
@@ -31,19 +36,116 @@ impl Request {
 #[derive(Debug, Clone)]
 pub(crate) struct Reply {
     status: u16,
-    body: String,
+    content_type: &'static str,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
     delay: Duration,
+    /// Send only this many bytes of the body (announced whole), then close: a broken transfer.
+    cut_after: Option<usize>,
 }
 
 impl Reply {
     pub(crate) fn json(status: u16, body: serde_json::Value) -> Reply {
-        Reply { status, body: body.to_string(), delay: Duration::ZERO }
+        Reply {
+            status,
+            content_type: "application/json",
+            headers: Vec::new(),
+            body: body.to_string().into_bytes(),
+            delay: Duration::ZERO,
+            cut_after: None,
+        }
+    }
+
+    /// Raw bytes (`application/octet-stream`), like an artifact download.
+    pub(crate) fn bytes(status: u16, body: Vec<u8>) -> Reply {
+        Reply { content_type: "application/octet-stream", body, ..Reply::json(status, Value::Null) }
+    }
+
+    /// Adds a header.
+    pub(crate) fn header(mut self, name: &str, value: &str) -> Reply {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// Announces the whole body but sends only its first `bytes`, then closes the connection.
+    pub(crate) fn cut_after(self, bytes: usize) -> Reply {
+        Reply { cut_after: Some(bytes), ..self }
     }
 
     /// Answers only after `delay` (a long-poll that finds nothing).
     pub(crate) fn after(self, delay: Duration) -> Reply {
         Reply { delay, ..self }
     }
+}
+
+/// The multiplier circuit of `tests/fixtures/circom` as a registered, ready circuit.
+#[derive(Debug, Clone)]
+pub(crate) struct CircuitFixture {
+    /// Its circuit id (hex of the SHA-256 of its three artifacts, one after the other).
+    pub id: String,
+    pub r1cs: Vec<u8>,
+    pub wasm: Vec<u8>,
+    pub zkey: Vec<u8>,
+    /// `input.json`.
+    pub input: Value,
+}
+
+impl CircuitFixture {
+    pub(crate) fn multiplier() -> CircuitFixture {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/circom/multiplier");
+        let read = |file: &str| std::fs::read(dir.join(file)).unwrap_or_else(|err| panic!("{file}: {err}"));
+        let (r1cs, wasm, zkey) = (read("multiplier.r1cs"), read("multiplier.wasm"), read("multiplier.zkey"));
+        let input = serde_json::from_slice(&read("input.json")).expect("input.json");
+        let id = hex::encode(Sha256::new().chain_update(&r1cs).chain_update(&wasm).chain_update(&zkey).finalize());
+        CircuitFixture { id, r1cs, wasm, zkey, input }
+    }
+
+    /// An artifact's bytes by its API name.
+    pub(crate) fn artifact(&self, kind: &str) -> Option<&[u8]> {
+        match kind {
+            "r1cs" => Some(&self.r1cs),
+            "wasm" => Some(&self.wasm),
+            "zkey" => Some(&self.zkey),
+            _ => None,
+        }
+    }
+
+    /// `GET /v1/circuits/{id}` as the exchange answers it (with a field the agent does not know).
+    pub(crate) fn view(&self) -> Value {
+        let artifact = |bytes: &[u8]| json!({"sha256": sha256_hex(bytes), "bytes": bytes.len()});
+        json!({
+            "circuit_id": self.id, "name": "multiplier", "status": "ready", "constraints": 7,
+            "public_signals": 2, "size_log2": 4, "sample_input": self.input,
+            "artifacts": {"r1cs": artifact(&self.r1cs), "wasm": artifact(&self.wasm), "zkey": artifact(&self.zkey)},
+            "registered_at": "2025-01-01T00:00:00Z",
+        })
+    }
+
+    /// The answer to a `/v1/circuits...` request for this circuit, `None` for any other path.
+    /// `GET /v1/circuits` also lists a circuit that is not ready (and has no artifacts yet).
+    pub(crate) fn reply(&self, request: &Request) -> Option<Reply> {
+        let path = request.path.as_str();
+        if path == "/v1/circuits" {
+            let pending = json!({"circuit_id": "e".repeat(64), "name": "pending", "status": "checking"});
+            return Some(Reply::json(200, json!({"circuits": [pending, self.view()]})));
+        }
+        let rest = path.strip_prefix("/v1/circuits/")?;
+        let Some((id, kind)) = rest.split_once("/artifacts/") else {
+            return Some(match rest == self.id {
+                true => Reply::json(200, self.view()),
+                false => Reply::json(404, json!({"error": {"code": "not_found", "message": "no such circuit"}})),
+            });
+        };
+        Some(match self.artifact(kind).filter(|_| id == self.id) {
+            Some(bytes) => Reply::bytes(200, bytes.to_vec()).header("x-content-sha256", &sha256_hex(bytes)),
+            None => Reply::json(404, json!({"error": {"code": "not_found", "message": "no such artifact"}})),
+        })
+    }
+}
+
+/// Lowercase hex of the SHA-256 of `bytes`.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
 }
 
 type Handler = dyn Fn(&Request, usize) -> Reply + Send + Sync;
@@ -103,12 +205,20 @@ async fn serve(stream: TcpStream, handler: Arc<Handler>, requests: Arc<Mutex<Vec
         handler(&request, count)
     };
     tokio::time::sleep(reply.delay).await;
-    let head = format!(
-        "HTTP/1.1 {} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+    let mut head = format!(
+        "HTTP/1.1 {} X\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
         reply.status,
+        reply.content_type,
         reply.body.len()
     );
-    let _ = write_all(&stream, format!("{head}{}", reply.body).as_bytes()).await;
+    for (name, value) in &reply.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut bytes = head.into_bytes();
+    let sent = reply.cut_after.map_or(reply.body.len(), |cut| cut.min(reply.body.len()));
+    bytes.extend_from_slice(&reply.body[..sent]);
+    let _ = write_all(&stream, &bytes).await;
 }
 
 async fn read_request(stream: &TcpStream) -> Option<Request> {
@@ -126,7 +236,9 @@ async fn read_request(stream: &TcpStream) -> Option<Request> {
     };
     let head = String::from_utf8_lossy(&buffer[..head_end]).to_string();
     let mut lines = head.split("\r\n");
-    let path = lines.next()?.split(' ').nth(1)?.to_string();
+    let mut request_line = lines.next()?.split(' ');
+    let method = request_line.next()?.to_string();
+    let path = request_line.next()?.to_string();
     let headers: Vec<(String, String)> = lines
         .filter_map(|line| line.split_once(':'))
         .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
@@ -145,7 +257,7 @@ async fn read_request(stream: &TcpStream) -> Option<Request> {
         }
         body.extend_from_slice(&chunk[..read]);
     }
-    Some(Request { path, headers, body })
+    Some(Request { method, path, headers, body })
 }
 
 async fn read_some(stream: &TcpStream, buffer: &mut [u8]) -> Option<usize> {

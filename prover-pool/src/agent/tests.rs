@@ -1,5 +1,6 @@
 //! The agent against a scripted exchange on 127.0.0.1 ([`super::testing::FakeExchange`]), proving
-//! real 2^10 hash-chain proofs with keys in a temporary directory.
+//! real 2^10 hash-chain proofs with keys in a temporary directory, and proofs of the registered
+//! multiplier circuit ([`super::testing::CircuitFixture`]) downloaded into one.
 
 use std::time::{Duration, Instant};
 
@@ -7,8 +8,10 @@ use chrono::Utc;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::testing::{FakeExchange, Reply, Request};
+use super::testing::{CircuitFixture, FakeExchange, Reply, Request};
 use super::*;
+use crate::circom::zkey::Zkey;
+use crate::circom::CircomCircuit;
 use crate::keys::test_support::TempDir;
 
 const TOKEN: &str = "/v1/auth/token";
@@ -26,10 +29,31 @@ fn job(job_id: Uuid, size_log2: u8, public_input: &str) -> Value {
     }})
 }
 
+/// A job of the registered `circuit` with `input` (and no `public_input`, as the exchange sends).
+fn circuit_job(job_id: Uuid, circuit: &CircuitFixture, input: Value) -> Value {
+    let mut job = job(job_id, 4, "0");
+    job["job"]["proof_class"]["circuit"] = json!(circuit.id);
+    job["job"]["public_input"] = Value::Null;
+    job["job"]["input"] = input;
+    job
+}
+
 /// A fake exchange that hands out `jobs` (one per claim, in order), then none, and answers
 /// proofs with `on_proof(n)`.
 async fn exchange(jobs: Vec<Value>, on_proof: fn(usize) -> Reply) -> FakeExchange {
+    exchange_with(None, jobs, on_proof).await
+}
+
+/// [`exchange`], also serving `circuit` on the `/v1/circuits...` routes when given.
+async fn exchange_with(
+    circuit: Option<CircuitFixture>,
+    jobs: Vec<Value>,
+    on_proof: fn(usize) -> Reply,
+) -> FakeExchange {
     FakeExchange::start(move |request, count| match request.path.as_str() {
+        _ if circuit.as_ref().is_some_and(|_| request.path.starts_with("/v1/circuits")) => {
+            circuit.as_ref().and_then(|circuit| circuit.reply(request)).unwrap_or_else(|| Reply::json(404, json!({})))
+        }
         TOKEN => Reply::json(200, json!({"token": "tok", "expires_at": Utc::now()})),
         HEARTBEAT => Reply::json(200, json!({"agent_id": Uuid::nil(), "server_time": Utc::now(), "heartbeat_secs": 1})),
         CLAIM => match jobs.get(count - 1) {
@@ -74,6 +98,24 @@ fn count(requests: &[Request], suffix: &str) -> usize {
     requests.iter().filter(|request| request.path.ends_with(suffix)).count()
 }
 
+/// Whether `proof` verifies against the fixture's verifying key and the public signals of `input`.
+fn circuit_proof_verifies(circuit: &CircuitFixture, proof: &str, input: &Value) -> bool {
+    let loaded = CircomCircuit::load(&circuit.r1cs, &circuit.wasm).unwrap();
+    let public = loaded.public_signals(&loaded.witness(input).unwrap());
+    let vk = ark_groth16::prepare_verifying_key(&Zkey::parse(&circuit.zkey).unwrap().proving_key.vk);
+    let proof = crate::encoding::decode_proof(proof).unwrap();
+    ark_groth16::Groth16::<ark_bn254::Bn254>::verify_proof(&vk, &proof, &public).unwrap()
+}
+
+/// [`args`] serving the registered `circuit` too, its artifacts cached in `cache`.
+fn circuit_args(exchange: &FakeExchange, keys: &TempDir, cache: &TempDir, circuit: &CircuitFixture) -> AgentArgs {
+    AgentArgs {
+        circuits: vec![circuit.id.clone()],
+        circuits_dir: Some(cache.path().to_path_buf()),
+        ..args(exchange, keys)
+    }
+}
+
 fn verifies(keys: &TempDir, proof: &str, seed: u64) -> bool {
     let store = KeyStore::new(keys.path());
     let proof = crate::encoding::decode_proof(proof).unwrap();
@@ -105,6 +147,7 @@ async fn delivers_a_valid_proof_keyed_by_the_job_id() {
     assert!(capability["prove_ms"].as_u64().unwrap() >= 1);
     let claim = exchange.requests_to(CLAIM)[0].json();
     assert_eq!(claim["sizes"], json!([10]));
+    assert_eq!(claim["circuits"], json!([]), "no registered circuit unless asked for");
     assert_eq!(claim["wait_secs"], 1);
     assert_eq!(claim["agent_id"], heartbeat["agent_id"]);
 
@@ -275,4 +318,100 @@ async fn an_unusable_icicle_backend_is_refused_clearly() {
     let args = AgentArgs { backend: BackendChoice::Icicle, ..AgentArgs::new("http://127.0.0.1:1", "k") };
     let err = run_agent(args, std::future::pending()).await.unwrap_err().to_string();
     assert!(err.starts_with("--backend icicle: ICICLE"), "{err}");
+}
+
+#[tokio::test]
+async fn serves_a_registered_circuit_and_its_proof_verifies() {
+    let (keys, cache, circuit) =
+        (TempDir::new("agent-circuit"), TempDir::new("agent-cache"), CircuitFixture::multiplier());
+    let job_id = Uuid::new_v4();
+    let input = circuit.input.clone();
+    // The same job is handed out twice: the second time gets the very same proof.
+    let jobs = vec![circuit_job(job_id, &circuit, input.clone()), circuit_job(job_id, &circuit, input.clone())];
+    let exchange = exchange_with(Some(circuit.clone()), jobs, accepted).await;
+    // One worker: with two, the second would find the job busy on the first and leave it there.
+    run_until(&exchange, circuit_args(&exchange, &keys, &cache, &circuit), |seen| count(seen, "/proof") >= 2)
+        .await
+        .unwrap();
+
+    let heartbeat = exchange.requests_to(HEARTBEAT)[0].json();
+    let capabilities = heartbeat["capabilities"].as_array().unwrap();
+    assert_eq!(capabilities.len(), 2, "{capabilities:?}");
+    assert_eq!(capabilities[0]["circuit"], "hash-chain");
+    let served = &capabilities[1];
+    assert_eq!(
+        (&served["system"], &served["circuit"], &served["size_log2"]),
+        (&json!("groth16-bn254"), &json!(circuit.id), &json!(4))
+    );
+    assert!(served["prove_ms"].as_u64().unwrap() >= 1);
+    assert!(served["proofs_per_hour"].as_u64().unwrap() >= 1);
+    let claim = exchange.requests_to(CLAIM)[0].json();
+    assert_eq!((&claim["sizes"], &claim["circuits"]), (&json!([10]), &json!([circuit.id])));
+    assert_eq!(exchange.requests().iter().filter(|r| r.path.contains("/artifacts/")).count(), 3);
+    assert!(cache.path().join(&circuit.id).join("zkey").is_file());
+
+    let proofs = exchange.requests_to(&format!("/v1/agent/jobs/{job_id}/proof"));
+    assert_eq!(proofs.len(), 2);
+    assert_eq!(proofs[0].header("idempotency-key"), Some(job_id.to_string().as_str()));
+    assert_eq!(proofs[1].body, proofs[0].body, "one proof per job, the same bytes when sent again");
+    let proof = proofs[0].json()["proof"].as_str().unwrap().to_string();
+    assert!(circuit_proof_verifies(&circuit, &proof, &input));
+    assert!(!circuit_proof_verifies(&circuit, &proof, &json!({"a": "3", "b": "11", "c": "8"})), "bound to its signals");
+    assert_eq!(count(&exchange.requests(), "/release"), 0);
+}
+
+#[tokio::test]
+async fn fault_invalid_makes_registered_circuit_proofs_that_do_not_verify() {
+    let (keys, cache, circuit) =
+        (TempDir::new("agent-circuit-invalid"), TempDir::new("agent-cache-invalid"), CircuitFixture::multiplier());
+    let input = circuit.input.clone();
+    let jobs = vec![circuit_job(Uuid::new_v4(), &circuit, input.clone())];
+    let exchange = exchange_with(Some(circuit.clone()), jobs, |_| {
+        Reply::json(
+            200,
+            json!({"job_id": Uuid::nil(), "accepted": false, "slot_state": "open", "reason": "does not verify"}),
+        )
+    })
+    .await;
+    let args = AgentArgs { fault: Some(Fault::Invalid), ..circuit_args(&exchange, &keys, &cache, &circuit) };
+    run_until(&exchange, args, |seen| count(seen, "/proof") >= 1).await.unwrap();
+    let proofs: Vec<Request> = exchange.requests().into_iter().filter(|r| r.path.ends_with("/proof")).collect();
+    let proof = proofs[0].json()["proof"].as_str().unwrap().to_string();
+    assert!(crate::encoding::decode_proof(&proof).is_ok(), "well-formed");
+    assert!(!circuit_proof_verifies(&circuit, &proof, &input));
+}
+
+#[tokio::test]
+async fn registered_circuit_jobs_it_cannot_prove_are_released() {
+    let (keys, cache, circuit) =
+        (TempDir::new("agent-circuit-release"), TempDir::new("agent-cache-release"), CircuitFixture::multiplier());
+    let [no_input, unprovable, not_an_object, unknown] = [(); 4].map(|()| Uuid::new_v4());
+    let mut other = circuit_job(unknown, &circuit, circuit.input.clone());
+    other["job"]["proof_class"]["circuit"] = json!("f".repeat(64));
+    let jobs = vec![
+        circuit_job(no_input, &circuit, Value::Null),
+        // a = 0 fails the circuit's assert: no witness.
+        circuit_job(unprovable, &circuit, json!({"a": "0", "b": "11", "c": "7"})),
+        circuit_job(not_an_object, &circuit, json!(["3", "11", "7"])),
+        other,
+    ];
+    let exchange = exchange_with(Some(circuit.clone()), jobs, accepted).await;
+    run_until(&exchange, circuit_args(&exchange, &keys, &cache, &circuit), |seen| count(seen, "/release") >= 4)
+        .await
+        .unwrap();
+    for job_id in [no_input, unprovable, not_an_object, unknown] {
+        assert_eq!(exchange.requests_to(&format!("/v1/agent/jobs/{job_id}/release")).len(), 1, "{job_id}");
+    }
+    assert_eq!(count(&exchange.requests(), "/proof"), 0);
+}
+
+#[tokio::test]
+async fn a_named_circuit_the_exchange_does_not_have_stops_the_agent() {
+    let (keys, cache, circuit) =
+        (TempDir::new("agent-circuit-missing"), TempDir::new("agent-cache-missing"), CircuitFixture::multiplier());
+    let exchange = exchange_with(Some(circuit.clone()), vec![], accepted).await;
+    let args = AgentArgs { circuits: vec!["d".repeat(64)], ..circuit_args(&exchange, &keys, &cache, &circuit) };
+    let err = run_agent(args, std::future::pending()).await.unwrap_err().to_string();
+    assert!(err.contains("has no circuit"), "{err}");
+    assert_eq!(count(&exchange.requests(), HEARTBEAT), 0, "nothing advertised");
 }

@@ -1,5 +1,11 @@
 //! The running agent: start-up, heartbeats, the claim → prove → submit workers, and shutdown.
 //!
+//! A job is dispatched on its proof class's circuit: `hash-chain` is proved from its
+//! `public_input` seed with the cached keys of its size; a registered circuit this agent serves
+//! (`--circuits`, prepared at start by `super::circuits`) from its `input` object with that
+//! circuit's zkey. Both go through the same book, proof submission and release paths, so what
+//! follows holds for either.
+//!
 //! Invariants:
 //! - At most one proof is ever made per job: the [`JobBook`] records each job this agent holds or
 //!   has proved, so a job the exchange hands out twice is proved once, and if it is claimed again
@@ -27,12 +33,14 @@ use ark_bn254::Fr;
 use chrono::Utc;
 use reqwest::StatusCode;
 use serde::de::IgnoredAny;
+use serde_json::Value;
 use tokio::task::{JoinError, JoinSet};
 use uuid::Uuid;
 
 use super::api::{
     Capability, ClaimRequest, ClaimResponse, HeartbeatRequest, HeartbeatResponse, Job, SubmitRequest, SubmitResponse,
 };
+use super::circuits::{prepare_selected, ServedCircuit};
 use super::cli::{AgentArgs, Fault, CIRCUIT};
 use super::client::{CallError, CallOptions, ExchangeClient, CALL_TIMEOUT};
 use super::signal::Signal;
@@ -64,11 +72,14 @@ const MAX_IN_HAND: usize = 1000;
 ///
 /// Order at start: log in (a refused API key ends it with an error before any proving key is
 /// generated), benchmark each size once (generating and caching the proving keys on the first
-/// run), first heartbeat, then the heartbeat task and the workers. Returns `Ok(())` after a clean
+/// run), prepare the registered circuits of `--circuits` (download or find in the cache, check,
+/// load, benchmark on the sample input; a circuit named by id that cannot be served is an error),
+/// first heartbeat, then the heartbeat task and the workers. Returns `Ok(())` after a clean
 /// shutdown, or the first fatal error (refused credentials, an answer retrying cannot change)
 /// after draining like a shutdown.
 pub async fn run_agent(args: AgentArgs, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     let sizes = args.validate()?;
+    let selection = args.circuit_selection()?;
     // Loading ICICLE and its self-test block for up to seconds (minutes for a first CUDA start).
     let choice = args.backend;
     let selected =
@@ -95,7 +106,8 @@ pub async fn run_agent(args: AgentArgs, shutdown: impl Future<Output = ()> + Sen
         ),
         Some(Fault::Invalid) => tracing::warn!(
             target: TARGET,
-            "TESTING AID --fault invalid: every proof is made for the job's seed + 1 and will fail to verify"
+            "TESTING AID --fault invalid: every proof will fail to verify (hash-chain: made for the job's seed + 1; \
+             registered circuits: A point negated)"
         ),
         None => {}
     }
@@ -112,17 +124,33 @@ pub async fn run_agent(args: AgentArgs, shutdown: impl Future<Output = ()> + Sen
         timings = benchmark(&keys, &backend, &sizes) => timings?,
         () = stop.raised() => return Ok(()),
     };
+    let circuits_dir = args.circuits_dir();
+    let prepared = tokio::select! {
+        prepared = prepare_selected(&client, &selection, &circuits_dir, &backend, &stop) => prepared,
+        () = stop.raised() => return Ok(()),
+    };
+    let served = match prepared {
+        Ok(served) => served,
+        // Shutdown interrupted a call: not a failure.
+        Err(_) if stop.is_raised() => return Ok(()),
+        Err(err) => return Err(err),
+    };
     let workers = args.workers;
+    let capability = |circuit: String, size_log2: u8, prove: Duration, per_worker_hourly: u64| Capability {
+        system: SYSTEM,
+        circuit,
+        size_log2,
+        prove_ms: u64::try_from(prove.as_millis()).unwrap_or(u64::MAX).max(1),
+        proofs_per_hour: per_worker_hourly.saturating_mul(u64::try_from(workers).unwrap_or(u64::MAX)),
+    };
     let capabilities: Vec<Capability> = timings
         .iter()
-        .map(|(size_log2, prove, per_worker_hourly)| Capability {
-            system: SYSTEM,
-            circuit: CIRCUIT,
-            size_log2: *size_log2,
-            prove_ms: u64::try_from(prove.as_millis()).unwrap_or(u64::MAX).max(1),
-            proofs_per_hour: per_worker_hourly.saturating_mul(u64::try_from(workers).unwrap_or(u64::MAX)),
-        })
+        .map(|(size_log2, prove, per_worker_hourly)| capability(CIRCUIT.into(), *size_log2, *prove, *per_worker_hourly))
+        .chain(served.iter().map(|circuit| {
+            capability(circuit.id.clone(), circuit.size_log2, circuit.prove, circuit.proofs_per_hour)
+        }))
         .collect();
+    let circuit_ids: Vec<String> = served.iter().map(|circuit| circuit.id.clone()).collect();
 
     let agent = Arc::new(Agent {
         id: Uuid::new_v4(),
@@ -133,6 +161,8 @@ pub async fn run_agent(args: AgentArgs, shutdown: impl Future<Output = ()> + Sen
         fault: args.fault,
         expected_prove: timings.iter().map(|(size, prove, _)| (*size, *prove)).collect(),
         sizes,
+        circuits: served.into_iter().map(|circuit| (circuit.id.clone(), circuit)).collect(),
+        circuit_ids,
         capabilities,
         workers,
         claim_wait_secs: args.claim_wait_secs,
@@ -157,6 +187,7 @@ pub async fn run_agent(args: AgentArgs, shutdown: impl Future<Output = ()> + Sen
         workers,
         backend = %agent.backend_name,
         sizes = ?agent.sizes,
+        circuits = ?agent.circuit_ids,
         heartbeat_secs = every.as_secs(),
         "serving: claiming jobs"
     );
@@ -211,9 +242,13 @@ struct Agent {
     /// What heartbeats say the backend is: its name, or `cpu (icicle: <why not>)`.
     backend_name: String,
     fault: Option<Fault>,
-    /// Sizes served, sorted.
+    /// Sizes of `hash-chain` served, sorted.
     sizes: Vec<u8>,
-    /// One proof on one worker, per size, from the start-up benchmark.
+    /// The registered circuits served, by id.
+    circuits: HashMap<String, Arc<ServedCircuit>>,
+    /// Their ids, sorted: what claims list.
+    circuit_ids: Vec<String>,
+    /// One `hash-chain` proof on one worker, per size, from the start-up benchmark.
     expected_prove: HashMap<u8, Duration>,
     capabilities: Vec<Capability>,
     workers: usize,
@@ -338,6 +373,7 @@ impl Agent {
                 agent_id: self.id,
                 wait_secs: self.claim_wait_secs,
                 sizes: &self.sizes,
+                circuits: &self.circuit_ids,
                 in_hand: self.book.in_hand(),
             };
             let options = CallOptions {
@@ -371,6 +407,7 @@ impl Agent {
                 contract_id = %job.contract_id,
                 slot = job.slot,
                 role = job.role.as_str(),
+                circuit = %job.proof_class.circuit,
                 size_log2 = job.proof_class.size_log2,
                 deadline = %job.deadline,
                 lease_left_ms = lease.saturating_duration_since(Instant::now()).as_millis() as u64,
@@ -418,18 +455,22 @@ impl Agent {
             );
             return Ok(());
         }
-        let seed = match crate::field::parse_field_element(&job.public_input) {
-            Ok(seed) => seed,
-            Err(err) => {
-                tracing::warn!(target: TARGET, job_id = %job.job_id, error = %err, "public input is not a field element; releasing the job");
+        let work = match self.work(job) {
+            Ok(work) => work,
+            Err(why) => {
+                tracing::warn!(
+                    target: TARGET,
+                    job_id = %job.job_id,
+                    why,
+                    "cannot prove the job's input; releasing the job"
+                );
                 self.book.forget(job.job_id);
                 self.release(job, lease).await;
                 return Ok(());
             }
         };
-        let seed = if self.fault == Some(Fault::Invalid) { seed + Fr::from(1u64) } else { seed };
         let started = Instant::now();
-        let Some(proof) = self.prove(job, seed, lease).await else {
+        let Some(proof) = self.prove(job, work, lease).await else {
             self.book.forget(job.job_id);
             return Ok(());
         };
@@ -438,35 +479,84 @@ impl Agent {
         self.submit(job, lease, &proof, Some(prove_time)).await
     }
 
+    /// Whether this agent serves the job's proof class: `hash-chain` in a size it serves, or a
+    /// registered circuit it serves (the exchange matches those by id; its size must be the
+    /// circuit's).
     fn check_servable(&self, job: &Job) -> Result<(), String> {
-        crate::registry::lookup(&job.proof_class).map_err(|err| err.to_string())?;
-        if job.proof_class.circuit != CIRCUIT {
-            return Err(format!("this agent proves only `{CIRCUIT}`, not `{}`", job.proof_class.circuit));
+        let class = &job.proof_class;
+        if class.circuit == CIRCUIT {
+            crate::registry::lookup(class).map_err(|err| err.to_string())?;
+            if !self.sizes.contains(&class.size_log2) {
+                return Err(format!("size_log2 {} is not one of the sizes served {:?}", class.size_log2, self.sizes));
+            }
+            return Ok(());
         }
-        if !self.sizes.contains(&job.proof_class.size_log2) {
+        let Some(circuit) = self.circuits.get(&class.circuit) else {
             return Err(format!(
-                "size_log2 {} is not one of the sizes served {:?}",
-                job.proof_class.size_log2, self.sizes
+                "this agent proves `{CIRCUIT}` and the registered circuits {:?}, not `{}`",
+                self.circuit_ids, class.circuit
+            ));
+        };
+        if class.system.as_str() != SYSTEM {
+            return Err(format!("circuit {} is proved with {SYSTEM}, not {}", circuit.id, class.system.as_str()));
+        }
+        if class.size_log2 != circuit.size_log2 {
+            return Err(format!(
+                "circuit {} has size_log2 {}, the job states {}",
+                circuit.id, circuit.size_log2, class.size_log2
             ));
         }
         Ok(())
     }
 
+    /// What to prove for a job [`Agent::check_servable`] accepted, from the input field of its
+    /// kind; `--fault invalid` is applied here (a hash-chain seed + 1) or in the prover (a
+    /// registered circuit's tampered proof).
+    fn work(&self, job: &Job) -> Result<Work, String> {
+        let tamper = self.fault == Some(Fault::Invalid);
+        if let Some(circuit) = self.circuits.get(&job.proof_class.circuit) {
+            return match &job.input {
+                Some(input @ Value::Object(_)) => {
+                    Ok(Work::Circuit { circuit: Arc::clone(circuit), input: input.clone(), tamper })
+                }
+                Some(Value::Null) | None => Err(format!("the job of circuit {} carries no `input`", circuit.id)),
+                Some(_) => Err(format!("the `input` of the job of circuit {} is not a JSON object", circuit.id)),
+            };
+        }
+        let Some(public_input) = job.public_input.as_deref() else {
+            return Err(format!("the `{CIRCUIT}` job carries no `public_input`"));
+        };
+        let seed = crate::field::parse_field_element(public_input)
+            .map_err(|err| format!("the public input is not a field element: {err}"))?;
+        let seed = if tamper { seed + Fr::from(1u64) } else { seed };
+        Ok(Work::HashChain { size_log2: job.proof_class.size_log2, seed })
+    }
+
     /// The encoded proof, or `None` after releasing the job (failure, or shutdown with too little
     /// time left).
-    async fn prove(&self, job: &Job, seed: Fr, lease: Instant) -> Option<String> {
+    async fn prove(&self, job: &Job, work: Work, lease: Instant) -> Option<String> {
         let (keys, backend) = (Arc::clone(&self.keys), Arc::clone(&self.backend));
-        let size_log2 = job.proof_class.size_log2;
+        let expected = match &work {
+            Work::HashChain { size_log2, .. } => self.expected_prove.get(size_log2).copied(),
+            Work::Circuit { circuit, .. } => Some(circuit.prove),
+        };
         let started = Instant::now();
-        let mut task = tokio::task::spawn_blocking(move || {
-            crate::groth16::prove_hash_chain(&keys, size_log2, seed, backend.as_ref())
-                .map(|(proof, _)| crate::encoding::encode_proof(&proof))
+        let mut task = tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
+            let proof = match work {
+                Work::HashChain { size_log2, seed } => {
+                    crate::groth16::prove_hash_chain(&keys, size_log2, seed, backend.as_ref())?.0
+                }
+                Work::Circuit { circuit, input, tamper } => {
+                    circuit.prove_input(&input, backend.as_ref(), tamper)?.0
+                }
+            };
+            Ok(crate::encoding::encode_proof(&proof))
         });
         let joined = tokio::select! {
             biased;
             joined = &mut task => joined,
             () = self.shutdown.raised() => {
-                let expected = self.expected_prove.get(&size_log2).copied().unwrap_or(DRAIN_TIMEOUT);
+                let expected = expected.unwrap_or(DRAIN_TIMEOUT);
                 let limit = lease.min(self.drain_deadline());
                 if !can_finish(started, expected, limit) {
                     tracing::info!(
@@ -490,7 +580,7 @@ impl Agent {
         };
         let failure = match joined {
             Ok(Ok(proof)) => return Some(proof),
-            Ok(Err(err)) => anyhow::Error::new(err),
+            Ok(Err(err)) => err,
             Err(err) => anyhow!("the prover panicked: {err}"),
         };
         tracing::error!(target: TARGET, job_id = %job.job_id, error = format!("{failure:#}"), "proving failed; releasing the job");
@@ -572,7 +662,7 @@ fn can_finish(started: Instant, expected: Duration, limit: Instant) -> bool {
 }
 
 /// An error that stops the agent, worded for the operator.
-fn fatal(err: CallError, client: &ExchangeClient, doing: &str) -> anyhow::Error {
+pub(super) fn fatal(err: CallError, client: &ExchangeClient, doing: &str) -> anyhow::Error {
     match err {
         CallError::Unauthorized { message } => {
             anyhow!("the exchange at {} refused the API key ({message}); check --api-key / PCX_API_KEY", client.base())
@@ -601,6 +691,14 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// What one job asks to be proved.
+enum Work {
+    /// `hash-chain` of `2^size_log2` constraints from `seed`.
+    HashChain { size_log2: u8, seed: Fr },
+    /// A registered circuit from the job's input; `tamper` for `--fault invalid`.
+    Circuit { circuit: Arc<ServedCircuit>, input: Value, tamper: bool },
 }
 
 /// What the agent knows of a job it was handed.

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use pcx_domain::AccountId;
-use pcx_prover_pool::circuit::{Circuit, Verdict};
+use pcx_prover_pool::circuit::Verdict;
 use pcx_settlement::slot;
 use pcx_settlement::state::{JobFailure, SlotState};
 use pcx_settlement::timing::expected_prove;
@@ -40,31 +40,41 @@ fn decision_error(err: SettlementError) -> ApiError {
     }
 }
 
+/// The jobs an agent can prove: built-in circuits by size, registered circuits by id.
+#[derive(Debug, Clone, Copy)]
+pub struct Wanted<'a> {
+    /// Sizes of the built-in circuit.
+    pub sizes: &'a [i16],
+    /// Registered circuits.
+    pub circuits: &'a [String],
+}
+
 /// One claim at `now` for `agent` of `prover`: a job it holds that is not `in_hand` (its answer
-/// was lost), else a new one (its own first, then the open market). `None` when there is none.
+/// was lost), else a new one it can prove (its own first, then the open market). `None` when
+/// there is none.
 pub async fn claim(
     state: &AppState,
     prover: AccountId,
     agent: Uuid,
-    sizes: &[i16],
+    wanted: Wanted<'_>,
     in_hand: &[Uuid],
     now: DateTime<Utc>,
 ) -> ApiResult<Option<Ticket>> {
-    contended("claim a job", || claim_once(state, prover, agent, sizes, in_hand, now)).await
+    contended("claim a job", || claim_once(state, prover, agent, wanted, in_hand, now)).await
 }
 
 async fn claim_once(
     state: &AppState,
     prover: AccountId,
     agent: Uuid,
-    sizes: &[i16],
+    wanted: Wanted<'_>,
     in_hand: &[Uuid],
     now: DateTime<Utc>,
 ) -> ApiResult<Option<Ticket>> {
     let mut tx = state.db.begin().await?;
     let id = match store::jobs::held_by(&mut tx, agent, prover, in_hand, now).await? {
         Some(held) => Some(held),
-        None => claim_new(&mut tx, state, prover, agent, sizes, now).await?,
+        None => claim_new(&mut tx, state, prover, agent, wanted, now).await?,
     };
     let ticket = match id {
         Some(id) => store::jobs::ticket(&mut tx, id).await?,
@@ -79,11 +89,15 @@ async fn claim_new(
     state: &AppState,
     prover: AccountId,
     agent: Uuid,
-    sizes: &[i16],
+    wanted: Wanted<'_>,
     now: DateTime<Utc>,
 ) -> ApiResult<Option<Uuid>> {
     let rules = &state.settings.settlement.rules;
-    let Some(job) = store::jobs::claimable(tx, prover, sizes, rules.slash_multiplier, now).await? else { return Ok(None) };
+    let Some(job) =
+        store::jobs::claimable(tx, prover, wanted.sizes, wanted.circuits, rules.slash_multiplier, now).await?
+    else {
+        return Ok(None);
+    };
     let measured = store::agents::measured_by(tx, agent, prover).await?;
     let prove = expected_prove(&measured, &job.class.circuit, job.class.size_log2);
     let claim = slot::claim(&job.job, job.opens_at, job.deadline, prove, rules, now);
@@ -121,7 +135,7 @@ pub async fn submit(
         .filter(|t| t.job.prover == Some(prover))
         .ok_or_else(|| not_yours(job_id))?;
     let input = ticket.input.clone().ok_or_else(|| ApiError::internal("a proving slot has no input"))?;
-    let circuit = Circuit::for_class(&ticket.class).map_err(ApiError::internal)?;
+    let circuit = state.circuits.resolve(&state.db, &ticket.class).await?;
     let (keys, text) = (state.keys.clone(), proof.clone());
     let verdict = tokio::task::spawn_blocking(move || circuit.verify(&keys, &input, &text))
         .await

@@ -32,7 +32,7 @@ mod slots;
 
 use chrono::{DateTime, Utc};
 
-pub use agents::{claim, release, submit, SubmitOutcome};
+pub use agents::{claim, release, submit, SubmitOutcome, Wanted};
 pub use collateral::live_exposure;
 
 use crate::background::SCHEDULER;
