@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use pcx_domain::ProofClass;
 use pcx_prover_pool::circuit::Circuit;
-use pcx_prover_pool::keys::KeyStore;
+use crate::service::setups::Setups;
 
 /// The settlement scheduler's name in [`Background`].
 pub const SCHEDULER: &str = "settlement_scheduler";
@@ -100,34 +100,31 @@ impl Background {
     }
 }
 
-/// Loads (or makes) verifying keys in the background, once per circuit: at start for the classes
-/// still traded, and as contracts' slots are materialised, so no proof waits for its key.
+/// Makes verifying keys ready in the background, once per class: at start for the classes still
+/// traded, and as contracts' slots are materialised, so no proof waits for its key. The built-in
+/// circuit's keys come from its [`Setups`] (made once per exchange); registered circuits carry
+/// theirs and are loaded by the catalogue on first use.
 #[derive(Debug)]
 pub struct KeyWarmer {
-    keys: Arc<KeyStore>,
+    setups: Arc<Setups>,
     /// (circuit, size) of the classes started.
     started: Mutex<HashSet<(String, u8)>>,
 }
 
 impl KeyWarmer {
-    /// A warmer over `keys`.
-    pub fn new(keys: Arc<KeyStore>) -> KeyWarmer {
-        KeyWarmer { keys, started: Mutex::new(HashSet::new()) }
+    /// A warmer over `setups`.
+    pub fn new(setups: Arc<Setups>) -> KeyWarmer {
+        KeyWarmer { setups, started: Mutex::new(HashSet::new()) }
     }
 
     /// Starts making `class`'s verifying key ready, unless that already started.
     pub fn warm(&self, class: &ProofClass) {
-        // Registered circuits carry their key and are loaded by the catalogue on first use.
-        let Ok(circuit) = Circuit::for_class(class) else { return };
-        let key = (class.circuit.clone(), class.size_log2);
+        let Ok(Circuit::HashChain { size_log2 }) = Circuit::for_class(class) else { return };
+        let key = (class.circuit.clone(), size_log2);
         if !self.started.lock().unwrap_or_else(PoisonError::into_inner).insert(key) {
             return;
         }
-        let keys = Arc::clone(&self.keys);
-        tokio::task::spawn_blocking(move || match circuit.warm(&keys) {
-            Ok(()) => tracing::info!(?circuit, "verifying key ready"),
-            Err(err) => tracing::error!(?circuit, error = %err, "verifying key unavailable; proofs of this circuit cannot be verified"),
-        });
+        self.setups.warm(size_log2);
     }
 }
 

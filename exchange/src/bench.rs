@@ -231,7 +231,9 @@ async fn collect(
 pub async fn contracts(args: ContractsBenchArgs) -> anyhow::Result<()> {
     let provers = args.provers.max(2);
     let contracts = args.contracts.max(1);
-    let serve = args.serve.clone();
+    let mut serve = args.serve.clone();
+    // The provers only post offers; no agent runs.
+    serve.market.offer_capacity_check = crate::config::OfferCapacityCheck::Off;
     with_scratch_database(&args.serve, "pcx_bench", 16, |pool, description| async move {
         println!("pcx bench contracts: {provers} provers with random asks, {contracts} one-year hourly contracts with one backup, database {description}");
         let served = Served::start(&pool, &serve, 4).await?;
@@ -313,7 +315,11 @@ pub async fn deliveries(args: DeliveriesBenchArgs) -> anyhow::Result<()> {
     let clients = args.clients.max(1);
     let mut serve = args.serve.clone();
     serve.min_cadence_secs = 10;
+    // The benchmark proves with development keys of its own, so the exchange must verify with them.
+    serve.settlement.dev_keys = true;
     serve.settlement.tick_ms = 100;
+    // The prover posts its offer and the bench submits the proofs itself; no agent heartbeats.
+    serve.market.offer_capacity_check = crate::config::OfferCapacityCheck::Off;
     let size = args.size_log2;
     with_scratch_database(&args.serve.clone(), "pcx_bench", 16, |pool, description| async move {
         println!("pcx bench deliveries: {slots} slots of hash-chain 2^{size}, {clients} concurrent clients, database {description}");
@@ -631,6 +637,8 @@ pub async fn oracle(args: OracleBenchArgs) -> anyhow::Result<()> {
     let duration = Duration::from_secs(args.seconds.max(1));
     let mut serve = args.serve.clone();
     serve.oracle.oracle_tick_ms = 0;
+    // The provers only post offers; no agent runs.
+    serve.market.offer_capacity_check = crate::config::OfferCapacityCheck::Off;
     let sources = args.sources.max(1);
     let subscribers = args.subscribers.max(1);
     with_scratch_database(&args.serve.clone(), "pcx_bench", 16, |pool, description| async move {
@@ -772,3 +780,133 @@ pub async fn oracle(args: OracleBenchArgs) -> anyhow::Result<()> {
     })
     .await
 }
+
+/// Options of `pcx bench circom`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CircomBenchArgs {
+    /// Folder with `<name>.r1cs`, `<name>.wasm`, `<name>.zkey` and `input.json` (as the fixtures
+    /// in `prover-pool/tests/fixtures/circom/<name>/`).
+    #[arg(long)]
+    pub dir: std::path::PathBuf,
+    /// The files' base name (default: the folder's name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The snarkjs npm package to compare with (default: the fixtures' node_modules/snarkjs).
+    #[arg(long)]
+    pub snarkjs: Option<std::path::PathBuf>,
+    /// Measured runs (medians are printed), after one warm-up.
+    #[arg(long, default_value_t = 5)]
+    pub reps: usize,
+    /// Server settings (database, etc.) for the registration timing.
+    #[command(flatten)]
+    pub serve: ServeConfig,
+}
+
+/// `pcx bench circom`: our witness and proof for a circom circuit next to snarkjs' prover on the
+/// same machine, circuit and input (ratio ours/snarkjs), and how long registration takes
+/// (`POST /v1/circuits` on an in-process exchange: upload, checks, sample proof).
+pub async fn circom(args: CircomBenchArgs) -> anyhow::Result<()> {
+    let name = match &args.name {
+        Some(name) => name.clone(),
+        None => args.dir.file_name().and_then(|n| n.to_str()).context("--name: the folder has no name")?.to_owned(),
+    };
+    let path = |file: &str| args.dir.join(file);
+    let read = |file: &str| std::fs::read(path(file)).with_context(|| format!("reading {}", path(file).display()));
+    let (r1cs, wasm, zkey) = (read(&format!("{name}.r1cs"))?, read(&format!("{name}.wasm"))?, read(&format!("{name}.zkey"))?);
+    let input_bytes = read("input.json")?;
+    let input: serde_json::Value = serde_json::from_slice(&input_bytes).context("input.json is not JSON")?;
+    let shape = pcx_prover_pool::circom::CircomCircuit::load(&r1cs, &wasm)?.shape();
+    let reps = args.reps.max(1);
+    println!(
+        "pcx bench circom: {name} ({} constraints, {} public signals, 2^{}), {reps} runs after a warm-up, {} threads",
+        shape.constraints,
+        shape.public_signals,
+        shape.size_log2,
+        rayon_threads()
+    );
+    let (r, w, z, i) = (r1cs.clone(), wasm.clone(), zkey.clone(), input.clone());
+    let ours = tokio::task::spawn_blocking(move || {
+        pcx_prover_pool::circom::bench::measure(&r, &w, &z, &i, &pcx_prover_pool::msm::ArkworksMsm, reps)
+    })
+    .await??;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!("  load      r1cs + wasm {:.1} ms, zkey {:.1} ms", ms(ours.load), ms(ours.load_zkey));
+    let snarkjs = args.snarkjs.clone().unwrap_or_else(|| {
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../prover-pool/tests/fixtures/circom/node_modules/snarkjs")
+    });
+    let wasm_path = path(&format!("{name}.wasm"));
+    let zkey_path = path(&format!("{name}.zkey"));
+    let input_path = path("input.json");
+    let reference = tokio::task::spawn_blocking(move || {
+        pcx_prover_pool::circom::bench::reference(&snarkjs, &wasm_path, &zkey_path, &input_path, reps)
+    })
+    .await?;
+    match reference {
+        Ok(theirs) => {
+            let ratio = |ours: f64, theirs: f64| if theirs > 0.0 { ours / theirs } else { f64::NAN };
+            println!(
+                "  witness   ours {:8.1} ms   snarkjs {:8.1} ms   ratio {:.2}",
+                ms(ours.witness),
+                theirs.witness_ms,
+                ratio(ms(ours.witness), theirs.witness_ms)
+            );
+            println!(
+                "  prove     ours {:8.1} ms   snarkjs {:8.1} ms   ratio {:.2}  (ours / snarkjs groth16 prove; below 1 is faster)",
+                ms(ours.prove),
+                theirs.prove_ms,
+                ratio(ms(ours.prove), theirs.prove_ms)
+            );
+            let full = ms(ours.witness) + ms(ours.prove);
+            println!(
+                "  fullprove ours {:8.1} ms   snarkjs {:8.1} ms   ratio {:.2}",
+                full,
+                theirs.fullprove_ms,
+                ratio(full, theirs.fullprove_ms)
+            );
+        }
+        Err(err) => {
+            println!("  witness   ours {:8.1} ms", ms(ours.witness));
+            println!("  prove     ours {:8.1} ms   (no snarkjs reference: {err})", ms(ours.prove));
+        }
+    }
+    let mut serve = args.serve.clone();
+    serve.settlement.tick_ms = 1000;
+    with_scratch_database(&args.serve.clone(), "pcx_bench", 4, |pool, _| async move {
+        let served = Served::start(&pool, &serve, 2).await?;
+        let (_, buyer) = served.account("rollup", "buyer", "1").await?;
+        let boundary = "pcx-bench-boundary";
+        let mut body = Vec::new();
+        for (part, bytes) in [("name", name.as_bytes()), ("r1cs", &r1cs[..]), ("wasm", &wasm[..]), ("zkey", &zkey[..]), ("sample_input", &input_bytes[..])] {
+            body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{part}\"; filename=\"{part}\"\r\n\r\n").as_bytes());
+            body.extend_from_slice(bytes);
+            body.extend(b"\r\n");
+        }
+        body.extend(format!("--{boundary}--\r\n").as_bytes());
+        let started = Instant::now();
+        let response = served
+            .http
+            .post(format!("{}/v1/circuits", served.base))
+            .bearer_auth(&buyer)
+            .header("Content-Type", format!("multipart/form-data; boundary={boundary}"))
+            .body(body)
+            .send()
+            .await?;
+        let took = started.elapsed();
+        let status = response.status();
+        let view: serde_json::Value = response.json().await?;
+        anyhow::ensure!(status.as_u16() == 201, "registration answered {status}: {view}");
+        println!(
+            "  register  {:8.1} ms   (POST /v1/circuits, {} bytes; the exchange's checks and sample proof: {} ms)",
+            ms(took),
+            r1cs.len() + wasm.len() + zkey.len(),
+            view["check_ms"]
+        );
+        served.stop().await
+    })
+    .await
+}
+
+fn rayon_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+

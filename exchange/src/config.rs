@@ -24,6 +24,7 @@
 //! | exchange fee | `PCX_FEE_BPS` | `100` |
 //! | quote lifetime | `PCX_QUOTE_TTL_SECS` | `60` |
 //! | discount schedule (JSON) | `PCX_DISCOUNTS` | built-in default |
+//! | offers bounded by the agents' measured capacity | `PCX_OFFER_CAPACITY_CHECK` | `measured` |
 //! | settlement scheduler period | `PCX_SETTLEMENT_TICK_MS` | `1000` |
 //! | slot materialisation horizon | `PCX_SLOT_HORIZON_SECS` | `172800` |
 //! | ack timeout of a job | `PCX_ACK_TIMEOUT_SECS` | `30` |
@@ -35,6 +36,7 @@
 //! | collateral re-check period (0: every tick) | `PCX_COLLATERAL_CHECK_SECS` | `30` |
 //! | `/health` degrades when a background loop's last tick is older than | `PCX_HEALTH_STALL_SECS` | `30` |
 //! | Groth16 keys directory | `PCX_KEYS_DIR` | the prover agent's default (`$PCX_DATA_DIR/keys`, else `~/.cache/pcx/keys`) |
+//! | deterministic development keys for hash-chain (forgeable; tests, benchmarks) | `PCX_DEV_KEYS` | `false` |
 //! | oracle recompute period (0: off) | `PCX_ORACLE_TICK_MS` | `1000` |
 //! | oracle heartbeat | `PCX_ORACLE_HEARTBEAT_SECS` | `60` |
 //! | oracle deviation threshold | `PCX_ORACLE_DEVIATION_BPS` | `100` (1%) |
@@ -243,9 +245,15 @@ pub struct SettlementConfig {
     #[arg(long, env = "PCX_HEALTH_STALL_SECS", default_value_t = 30)]
     pub health_stall_secs: u32,
 
-    /// Directory of the Groth16 keys (deterministic development keys are generated there if absent).
+    /// Directory of the Groth16 keys (development keys are cached there with `--dev-keys`).
     #[arg(long, env = "PCX_KEYS_DIR")]
     pub keys_dir: Option<PathBuf>,
+
+    /// Use the deterministic DEVELOPMENT setup for hash-chain (anyone can forge its proofs):
+    /// tests and benchmarks only. Without it each size's setup is made once from the OS's
+    /// randomness and kept in the database.
+    #[arg(long, env = "PCX_DEV_KEYS", default_value_t = false)]
+    pub dev_keys: bool,
 }
 
 /// Settlement timings, resolved.
@@ -328,6 +336,21 @@ pub struct MarketConfig {
     /// unset: the built-in default (see GET /v1/discounts).
     #[arg(long, env = "PCX_DISCOUNTS")]
     pub discounts: Option<String>,
+
+    /// Whether an offer must fit in what the prover's live agents measured for its class.
+    #[arg(long, env = "PCX_OFFER_CAPACITY_CHECK", value_enum, default_value_t = OfferCapacityCheck::Measured)]
+    pub offer_capacity_check: OfferCapacityCheck,
+}
+
+/// How `POST /v1/offers` bounds an offer's `proofs_per_hour`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum OfferCapacityCheck {
+    /// At most what the prover's agents seen in the last minute measured for the class (bench x
+    /// workers), less its other active offers of that circuit and size overlapping the window.
+    #[default]
+    Measured,
+    /// No bound: for test rigs and demos that post offers before their agents run.
+    Off,
 }
 
 /// Market rules, resolved.
@@ -345,6 +368,8 @@ pub struct MarketSettings {
     pub quote_ttl: chrono::Duration,
     /// The published discounts.
     pub discounts: pcx_capacity_reservation::discounts::DiscountSchedule,
+    /// How offers are bounded by measured capacity.
+    pub offer_capacity_check: OfferCapacityCheck,
 }
 
 impl MarketConfig {
@@ -369,6 +394,7 @@ impl MarketConfig {
             fee_bps: self.fee_bps,
             quote_ttl: secs(self.quote_ttl_secs),
             discounts,
+            offer_capacity_check: self.offer_capacity_check,
         })
     }
 }

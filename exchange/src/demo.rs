@@ -60,6 +60,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     serve.settlement.tick_ms = 250;
     serve.settlement.ack_timeout_secs = 3;
     serve.settlement.lease_secs = 8;
+    // The provers post their offers before their agents have benchmarked and heartbeat.
+    serve.market.offer_capacity_check = crate::config::OfferCapacityCheck::Off;
     let db_config = args.serve.clone();
     with_scratch_database(&db_config, "pcx_demo", 16, |pool, description| async move {
         println!("pcx demo: database {description}");
@@ -96,6 +98,8 @@ async fn market(served: &Served, pool: &PgPool, args: &DemoArgs) -> anyhow::Resu
         agent.sizes = vec![args.size_log2];
         agent.fault = p.fault;
         agent.claim_wait_secs = 5;
+        // The agents keep the exchange's keys they download apart from the exchange's own folder.
+        agent.keys_dir = Some(args.serve.settlement.resolved_keys_dir().join("demo-agents"));
         let mut stopped = agents_stopped.clone();
         agents.push(tokio::spawn(run_agent(agent, async move {
             let _ = stopped.wait_for(|stop| *stop).await;
@@ -103,7 +107,7 @@ async fn market(served: &Served, pool: &PgPool, args: &DemoArgs) -> anyhow::Resu
         accounts.push((p.name, id, bearer));
     }
 
-    // The agents benchmark themselves (and make the keys) first; start the forward after that.
+    // The agents download the exchange's keys and benchmark themselves first; start the forward after that.
     let start = Utc::now() + chrono::Duration::seconds(20);
     let end = start + chrono::Duration::seconds(i64::from(args.every_secs) * i64::from(args.slots));
     let (buyer_id, buyer) = served.account("rollup (buyer)", "buyer", "100").await?;

@@ -69,6 +69,8 @@ pub enum ErrorCode {
     StartInPast,
     /// 422: volume tiers out of order.
     InvalidTiers,
+    /// 422: an offer sells more than the prover's live agents measured for its class.
+    ExceedsMeasuredCapacity,
     /// 409: the bonded stake does not back the offer.
     InsufficientStake,
     /// 409: the stake secures slots in the collateral window.
@@ -102,7 +104,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for the documentation table and its test.
-    pub const ALL: [ErrorCode; 42] = [
+    pub const ALL: [ErrorCode; 43] = [
         ErrorCode::MalformedJson,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::PayloadTooLarge,
@@ -131,6 +133,7 @@ impl ErrorCode {
         ErrorCode::TermTooLong,
         ErrorCode::StartInPast,
         ErrorCode::InvalidTiers,
+        ErrorCode::ExceedsMeasuredCapacity,
         ErrorCode::InsufficientStake,
         ErrorCode::StakeLocked,
         ErrorCode::InsufficientCapacity,
@@ -179,6 +182,7 @@ impl ErrorCode {
             TermTooLong => ("term_too_long", StatusCode::UNPROCESSABLE_ENTITY),
             StartInPast => ("start_in_past", StatusCode::UNPROCESSABLE_ENTITY),
             InvalidTiers => ("invalid_tiers", StatusCode::UNPROCESSABLE_ENTITY),
+            ExceedsMeasuredCapacity => ("exceeds_measured_capacity", StatusCode::UNPROCESSABLE_ENTITY),
             InsufficientStake => ("insufficient_stake", StatusCode::CONFLICT),
             StakeLocked => ("stake_locked", StatusCode::CONFLICT),
             InsufficientCapacity => ("insufficient_capacity", StatusCode::CONFLICT),
@@ -218,6 +222,8 @@ pub struct ApiError {
     pub hint: Option<String>,
     /// Which uploaded file is at fault (`circuit_invalid`).
     pub artifact: Option<&'static str>,
+    /// Seconds after which a retry may succeed (sent as `Retry-After`).
+    pub retry_after_secs: Option<u32>,
 }
 
 /// The error envelope as it is serialised.
@@ -246,7 +252,13 @@ pub struct ErrorBody {
 impl ApiError {
     /// An error with the given code and message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), hint: None, artifact: None }
+        Self { code, message: message.into(), hint: None, artifact: None, retry_after_secs: None }
+    }
+
+    /// Says when to retry (`Retry-After`).
+    pub fn with_retry_after(mut self, secs: u32) -> Self {
+        self.retry_after_secs = Some(secs);
+        self
     }
 
     /// Names the uploaded file at fault.
@@ -296,7 +308,11 @@ impl IntoResponse for ApiError {
                 artifact: self.artifact.map(str::to_owned),
             },
         };
-        (self.code.status(), Json(body)).into_response()
+        let mut response = (self.code.status(), Json(body)).into_response();
+        if let Some(secs) = self.retry_after_secs {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
+        }
+        response
     }
 }
 

@@ -72,6 +72,8 @@ pub struct AppState {
     pub keys_warmer: Arc<background::KeyWarmer>,
     /// Resolves proof classes to circuits (registered ones loaded once from the database).
     pub circuits: Arc<service::circuits::Catalog>,
+    /// The built-in circuit's setups (made once per exchange, kept in the database).
+    pub setups: Arc<service::setups::Setups>,
     /// The background loops' health and periodic checks.
     pub background: Arc<background::Background>,
     /// The pricing oracle.
@@ -105,8 +107,20 @@ impl AppState {
                 key
             }
         };
-        let keys = Arc::new(pcx_prover_pool::keys::KeyStore::new(config.settlement.resolved_keys_dir()));
-        let keys_warmer = Arc::new(background::KeyWarmer::new(Arc::clone(&keys)));
+        let dev_keys = config.settlement.dev_keys;
+        let origin = match dev_keys {
+            true => {
+                tracing::warn!(
+                    "--dev-keys: hash-chain uses the DETERMINISTIC DEVELOPMENT Groth16 setup; anyone can forge its \
+                     proofs. For tests and benchmarks only, never for real value"
+                );
+                pcx_prover_pool::keys::KeyOrigin::Development
+            }
+            false => pcx_prover_pool::keys::KeyOrigin::Provided,
+        };
+        let keys = Arc::new(pcx_prover_pool::keys::KeyStore::with_origin(config.settlement.resolved_keys_dir(), origin));
+        let setups = Arc::new(service::setups::Setups::new(db.clone(), Arc::clone(&keys), dev_keys));
+        let keys_warmer = Arc::new(background::KeyWarmer::new(Arc::clone(&setups)));
         // The keys of everything still traded are made ready now, not at the first proof.
         for class in store::progress::running_classes(&mut *db.acquire().await?).await.context("reading the traded classes")? {
             keys_warmer.warm(&class);
@@ -119,11 +133,25 @@ impl AppState {
             keys,
             keys_warmer,
             circuits: Arc::default(),
+            setups,
             background: Arc::new(background::Background::default()),
             oracle: Arc::new(service::oracle::OracleRuntime::new(&db, &config.oracle).await?),
             clock: Arc::new(clock::SystemClock),
             db,
         })
+    }
+
+    /// The circuit of a traded class, ready to check inputs and proofs: the built-in one with its
+    /// setup installed (made now if this exchange never made it), or a registered one loaded
+    /// from the database.
+    pub async fn circuit(&self, class: &pcx_domain::ProofClass) -> error::ApiResult<pcx_prover_pool::circuit::Circuit> {
+        match self.circuits.resolve(&self.db, class).await? {
+            pcx_prover_pool::circuit::Circuit::HashChain { size_log2 } => {
+                self.setups.ensure(size_log2).await?;
+                Ok(pcx_prover_pool::circuit::Circuit::HashChain { size_log2 })
+            }
+            registered => Ok(registered),
+        }
     }
 
     /// The same state on another clock (tests drive settlement with a [`clock::ManualClock`]).

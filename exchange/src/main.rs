@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use pcx_exchange::bench::{ContractsBenchArgs, DeliveriesBenchArgs, LedgerBenchArgs, OracleBenchArgs, SchedulerBenchArgs};
+use pcx_exchange::bench::{CircomBenchArgs, ContractsBenchArgs, DeliveriesBenchArgs, LedgerBenchArgs, OracleBenchArgs, SchedulerBenchArgs};
 use pcx_exchange::config::{DbConfig, ServeConfig};
 
 #[derive(Debug, Parser)]
@@ -45,6 +45,8 @@ enum BenchCommand {
     Scheduler(SchedulerBenchArgs),
     /// Oracle latest-price reads vs a bare axum handler; aggregation time; SSE fan-out.
     Oracle(OracleBenchArgs),
+    /// A circom circuit: our witness and proof against snarkjs' prover, and registration time.
+    Circom(CircomBenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -87,6 +89,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Bench { which: BenchCommand::Deliveries(args) } => pcx_exchange::bench::deliveries(args).await,
             Command::Bench { which: BenchCommand::Scheduler(args) } => pcx_exchange::bench::scheduler(args).await,
             Command::Bench { which: BenchCommand::Oracle(args) } => pcx_exchange::bench::oracle(args).await,
+            Command::Bench { which: BenchCommand::Circom(args) } => pcx_exchange::bench::circom(args).await,
         }
     });
     // A proof abandoned at shutdown keeps its blocking thread busy; don't wait for it forever.

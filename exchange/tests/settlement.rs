@@ -59,6 +59,8 @@ fn start_exchange(database_url: &str, port: u16) -> Exchange {
         .env("PCX_OUTAGE_AFTER_SECS", "5")
         .env("PCX_KEYS_DIR", common::common_keys_dir())
         .env("PCX_ORACLE_TICK_MS", "0")
+        // The offers are posted before the agents start.
+        .env("PCX_OFFER_CAPACITY_CHECK", "off")
         .env("PCX_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

@@ -37,7 +37,7 @@ use revm::{Context, ExecuteCommitEvm, ExecuteEvm, MainBuilder, MainContext};
 use serde_json::Value;
 
 use pcx_prover_pool::snarkjs::{
-    proof_from_json, proof_to_json, public_signals_from_json, verifying_key_from_json, verifying_key_to_json,
+    proof_from_json, proof_to_json, public_signals_from_json, public_signals_to_json, verifying_key_from_json, verifying_key_to_json,
 };
 use pcx_prover_pool::solidity::{calldata, function_signature, verifier_contract};
 
@@ -371,4 +371,41 @@ fn a_key_without_ic_points_gives_a_contract_that_refuses_everything() {
     let (mut evm, contract) = deploy(compile(&verifier_contract(&vk)));
     let outcome = call(&mut evm, contract, encode_call(&calldata(&f.proof, &[]), 0));
     assert!(matches!(outcome, Outcome::Returned(false, _)), "{outcome:?}");
+}
+
+// ----- proofs made by pcx's circom prover -----
+
+#[test]
+fn proofs_made_by_pcx_for_circom_circuits_pass_the_generated_verifier_and_snarkjs() {
+    use pcx_prover_pool::circom::{self, zkey::Zkey, CircomCircuit};
+    for name in FIXTURES {
+        let dir = circom_dir().join(name);
+        let read = |file: String| std::fs::read(dir.join(file)).unwrap();
+        let loaded = CircomCircuit::load(&read(format!("{name}.r1cs")), &read(format!("{name}.wasm"))).unwrap();
+        let zkey = Zkey::parse(&read(format!("{name}.zkey"))).unwrap();
+        let witness = loaded.witness(&read_json(&dir.join("input.json"))).unwrap();
+        let signals = loaded.public_signals(&witness);
+        let proof =
+            circom::prove(&loaded, &zkey, &witness, &pcx_prover_pool::msm::ArkworksMsm, &mut rand::rngs::OsRng).unwrap();
+        check_contract(&format!("{name}, proved by pcx"), &zkey.proving_key.vk, &proof, &signals);
+
+        // snarkjs' own verifier says OK to pcx's proof, with snarkjs' own vk.json.
+        let scratch = std::env::temp_dir().join(format!("pcx-snarkjs-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&scratch).unwrap();
+        std::fs::write(scratch.join("proof.json"), proof_to_json(&proof).to_string()).unwrap();
+        std::fs::write(scratch.join("public.json"), public_signals_to_json(&signals).to_string()).unwrap();
+        let cli = circom_dir().join("node_modules/snarkjs/build/cli.cjs");
+        assert!(cli.exists(), "snarkjs is missing: run `npm ci` in prover-pool/tests/fixtures/circom (.ci/run does)");
+        let out = std::process::Command::new("node")
+            .arg(&cli)
+            .args(["groth16", "verify"])
+            .arg(dir.join("vk.json"))
+            .arg(scratch.join("public.json"))
+            .arg(scratch.join("proof.json"))
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && said.contains("OK"), "{name}: snarkjs said {said}");
+        std::fs::remove_dir_all(&scratch).ok();
+    }
 }

@@ -15,6 +15,7 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorCode, ErrorEnvelope};
 use crate::extract::ApiPath;
 use crate::service::circuits::{self, BlobWriter, CircuitView, Upload, WrittenBlob, MAX_NAME_CHARS};
+use crate::service::setups::{builtin_size, BuiltinCircuitView};
 use crate::{store, AppState};
 
 /// Largest `name` or `sample_input` part.
@@ -213,13 +214,20 @@ pub async fn list(State(state): State<AppState>) -> ApiResult<Json<CircuitsRespo
     Ok(Json(CircuitsResponse { circuits: circuits::list(&mut conn).await? }))
 }
 
-/// One registered circuit (public).
+/// One circuit (public): a registered circuit by its id, or the built-in circuit's setup of a
+/// size as `hash-chain-<k>` (a `BuiltinCircuitView`: its proving key for agents, made on first
+/// request; 503 with `Retry-After` while a large one is being made).
 #[utoipa::path(get, path = "/v1/circuits/{id}", tag = "circuits",
-    params(("id" = String, Path, description = "Circuit id")),
-    responses((status = 200, body = CircuitView), (status = 404, body = ErrorEnvelope)))]
-pub async fn get(State(state): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<CircuitView>> {
+    params(("id" = String, Path, description = "Circuit id, or hash-chain-<k>")),
+    responses((status = 200, body = CircuitView, description = "a registered circuit (hash-chain-<k>: BuiltinCircuitView)"),
+              (status = 404, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
+pub async fn get(State(state): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Response> {
+    if let Some(size) = builtin_size(&id) {
+        let row = state.setups.ensure(size).await?;
+        return Ok(Json(BuiltinCircuitView::of(&row)).into_response());
+    }
     let mut conn = state.db.acquire().await?;
-    Ok(Json(circuits::get(&mut conn, &id).await?))
+    Ok(Json(circuits::get(&mut conn, &id).await?).into_response())
 }
 
 /// Which file of a circuit.
@@ -232,26 +240,45 @@ pub enum ArtifactKind {
     Wasm,
     /// Groth16 setup.
     Zkey,
+    /// The built-in circuit's proving key (`hash-chain-<k>` only).
+    Pk,
 }
 
 /// Downloads a circuit's artifact (any signed-in account; agents fetch what they prove with),
 /// streamed; `x-content-sha256` carries its hex sha256 (also the `ETag`).
 #[utoipa::path(get, path = "/v1/circuits/{id}/artifacts/{kind}", tag = "circuits", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Circuit id"), ("kind" = ArtifactKind, Path, description = "r1cs, wasm or zkey")),
+    params(("id" = String, Path, description = "Circuit id, or hash-chain-<k>"),
+           ("kind" = ArtifactKind, Path, description = "r1cs, wasm or zkey; pk for hash-chain-<k>")),
     responses((status = 200, description = "the file", content_type = "application/octet-stream"), (status = 404, body = ErrorEnvelope)))]
 pub async fn artifact(
     State(state): State<AppState>,
     _caller: Caller,
     ApiPath((id, kind)): ApiPath<(String, ArtifactKind)>,
 ) -> ApiResult<Response> {
-    let row = circuits::get_row(&mut *state.db.acquire().await?, &id).await?;
-    let (blob, extension) = match kind {
-        ArtifactKind::R1cs => (row.r1cs, "r1cs"),
-        ArtifactKind::Wasm => (row.wasm, "wasm"),
-        ArtifactKind::Zkey => (row.zkey, "zkey"),
+    let no_such = || ApiError::new(ErrorCode::NotFound, format!("circuit {id} has no such artifact"));
+    let (blob, filename) = match builtin_size(&id) {
+        Some(size) => match kind {
+            ArtifactKind::Pk => (state.setups.ensure(size).await?.pk, format!("{id}.pk")),
+            _ => return Err(no_such()),
+        },
+        None => {
+            let row = circuits::get_row(&mut *state.db.acquire().await?, &id).await?;
+            let short = &row.id[..16];
+            match kind {
+                ArtifactKind::R1cs => (row.r1cs, format!("{short}.r1cs")),
+                ArtifactKind::Wasm => (row.wasm, format!("{short}.wasm")),
+                ArtifactKind::Zkey => (row.zkey, format!("{short}.zkey")),
+                ArtifactKind::Pk => return Err(no_such()),
+            }
+        }
     };
+    Ok(stream_blob(&state, blob, &filename))
+}
+
+/// Streams a stored blob, one chunk per query (each on a connection of its own: a slow
+/// download holds no connection).
+fn stream_blob(state: &AppState, blob: store::circuits::BlobRef, filename: &str) -> Response {
     let sha256 = hex::encode(&blob.sha256);
-    // One chunk per step, each on a connection of its own: a slow download holds no connection.
     let db = state.db.clone();
     let body = stream::try_unfold(0i32, move |seq| {
         let db = db.clone();
@@ -264,7 +291,7 @@ pub async fn artifact(
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(u64::try_from(blob.bytes).unwrap_or(0)));
-    let disposition = format!("attachment; filename=\"{}.{extension}\"", &row.id[..16]);
+    let disposition = format!("attachment; filename=\"{filename}\"");
     if let Ok(value) = HeaderValue::from_str(&disposition) {
         headers.insert(header::CONTENT_DISPOSITION, value);
     }
@@ -274,7 +301,7 @@ pub async fn artifact(
     if let Ok(value) = HeaderValue::from_str(&format!("\"{sha256}\"")) {
         headers.insert(header::ETAG, value);
     }
-    Ok(response)
+    response
 }
 
 /// A circuit's verifying key in snarkjs' vk.json shape (`snarkjs groth16 verify vk.json ...`).
@@ -282,8 +309,14 @@ pub async fn artifact(
     params(("id" = String, Path, description = "Circuit id")),
     responses((status = 200, description = "vk.json", body = Object), (status = 404, body = ErrorEnvelope)))]
 pub async fn verification_key(State(state): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Value>> {
-    let row = circuits::get_row(&mut *state.db.acquire().await?, &id).await?;
-    Ok(Json(row.verifying_key))
+    Ok(Json(verifying_key_json(&state, &id).await?))
+}
+
+async fn verifying_key_json(state: &AppState, id: &str) -> ApiResult<Value> {
+    match builtin_size(id) {
+        Some(size) => Ok(state.setups.ensure(size).await?.verifying_key),
+        None => Ok(circuits::get_row(&mut *state.db.acquire().await?, id).await?.verifying_key),
+    }
 }
 
 /// A Solidity (0.8) Groth16 verifier for the circuit's key, written by pcx: `verifyProof(a, b,
@@ -293,6 +326,8 @@ pub async fn verification_key(State(state): State<AppState>, ApiPath(id): ApiPat
     params(("id" = String, Path, description = "Circuit id")),
     responses((status = 200, description = "Solidity source", content_type = "text/plain"), (status = 404, body = ErrorEnvelope)))]
 pub async fn verifier_sol(State(state): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Response> {
-    let source = circuits::verifier_contract(&mut *state.db.acquire().await?, &id).await?;
+    let vk = pcx_prover_pool::snarkjs::verifying_key_from_json(&verifying_key_json(&state, &id).await?)
+        .map_err(ApiError::internal)?;
+    let source = pcx_prover_pool::solidity::verifier_contract(&vk);
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], source).into_response())
 }

@@ -30,7 +30,7 @@ use pcx_domain::{AccountId, ProofClass, ProofSystem};
 use pcx_prover_pool::circom::zkey::Zkey;
 use pcx_prover_pool::circom::{self, Artifact, ArtifactError, CircomCircuit, CircomSetup};
 use pcx_prover_pool::circuit::{Circuit, RegisteredCircuit};
-use pcx_prover_pool::{snarkjs, solidity};
+use pcx_prover_pool::snarkjs;
 
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::store::{self, circuits::CircuitRow};
@@ -370,13 +370,6 @@ pub async fn get_row(conn: &mut PgConnection, id: &str) -> ApiResult<CircuitRow>
 /// One circuit's view, or 404.
 pub async fn get(conn: &mut PgConnection, id: &str) -> ApiResult<CircuitView> {
     Ok(CircuitView::from_row(&get_row(conn, id).await?))
-}
-
-/// A circuit's Solidity verifier.
-pub async fn verifier_contract(conn: &mut PgConnection, id: &str) -> ApiResult<String> {
-    let row = get_row(conn, id).await?;
-    let vk = snarkjs::verifying_key_from_json(&row.verifying_key).map_err(ApiError::internal)?;
-    Ok(solidity::verifier_contract(&vk))
 }
 
 /// Checks a registered circuit's class: it exists and the size is its own (filled in when

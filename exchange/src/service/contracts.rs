@@ -677,7 +677,7 @@ pub async fn put_input(
     if opens_at <= now {
         return Err(slot_too_late());
     }
-    let circuit = state.circuits.resolve(&state.db, &contract.proof_class).await?;
+    let circuit = state.circuit(&contract.proof_class).await?;
     let checking = circuit.clone();
     let canonical = tokio::task::spawn_blocking(move || checking.parse_input(&posted))
         .await

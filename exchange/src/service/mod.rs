@@ -10,3 +10,4 @@ pub mod offers;
 pub mod oracle;
 pub mod provers;
 pub mod settlement;
+pub mod setups;

@@ -10,7 +10,7 @@ use pcx_capacity_reservation::offer::{backing_required, OfferStatus};
 use pcx_capacity_reservation::pricing::{PriceTier, TieredPrice};
 use pcx_domain::{schedule::MAX_TERM_SECS, AccountId, Money, ProofClass};
 
-use crate::config::MarketSettings;
+use crate::config::{MarketSettings, OfferCapacityCheck};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::store::{self, offers::OfferRow};
 use crate::validate;
@@ -39,7 +39,9 @@ pub struct OfferInput {
     pub window_start: DateTime<Utc>,
     /// Window end (RFC 3339, exclusive).
     pub window_end: DateTime<Utc>,
-    /// Capacity sold, in proofs per clock hour.
+    /// Capacity sold, in proofs per clock hour. With `PCX_OFFER_CAPACITY_CHECK=measured` (the
+    /// default) at most what your agents seen in the last minute measured for this circuit and size
+    /// (bench x workers), less your other active offers of it overlapping the window.
     pub proofs_per_hour: u32,
     /// Base price per proof (decimal string, at most 6 decimals).
     #[schema(value_type = Money)]
@@ -114,8 +116,43 @@ fn checked_price(input: &OfferInput) -> ApiResult<TieredPrice> {
     TieredPrice::new(base, tiers).map_err(|e| ApiError::new(ErrorCode::InvalidTiers, format!("tiers: {e}")))
 }
 
-/// Posts an offer. Its capacity must be backed by bonded stake: `slash_multiplier x price x
-/// proofs_per_hour x collateral window (h)` summed over the prover's active offers overlapping it.
+/// 422 `exceeds_measured_capacity` unless the prover's live agents measured enough for `class`
+/// to add `input`'s rate to its other active offers of that circuit and size overlapping the window.
+async fn check_measured_capacity(
+    conn: &mut PgConnection,
+    prover: AccountId,
+    class: &ProofClass,
+    input: &OfferInput,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
+    use crate::service::settlement::AGENT_LIVE;
+    let measured =
+        store::agents::measured_capacity(conn, prover, &class.circuit, class.size_log2, now - AGENT_LIVE).await?;
+    // Only the part of the window still to come can be sold, so offers that ended count for nothing.
+    let from = input.window_start.max(now);
+    let offered =
+        store::offers::offered_per_hour(conn, prover, &class.circuit, class.size_log2, from, input.window_end).await?;
+    if offered.saturating_add(i64::from(input.proofs_per_hour)) <= measured {
+        return Ok(());
+    }
+    let left = measured.saturating_sub(offered).max(0);
+    Err(ApiError::new(
+        ErrorCode::ExceedsMeasuredCapacity,
+        format!(
+            "your agents measured {measured} proofs/hour for {} 2^{} (bench x workers, agents seen in the last {} s); \
+             with your other active offers overlapping this window ({offered} proofs/hour) you can offer at most \
+             {left}: run more agents or workers, or offer fewer proofs per hour",
+            class.circuit,
+            class.size_log2,
+            AGENT_LIVE.num_seconds()
+        ),
+    ))
+}
+
+/// Posts an offer. Its rate must fit in what the prover's agents measured for the class (unless
+/// `PCX_OFFER_CAPACITY_CHECK=off`), and its capacity must be backed by bonded stake:
+/// `slash_multiplier x price x proofs_per_hour x collateral window (h)` summed over the prover's
+/// active offers overlapping it.
 pub async fn create(
     conn: &mut PgConnection,
     prover: AccountId,
@@ -141,6 +178,12 @@ pub async fn create(
     }
     let price = checked_price(input)?;
 
+    // Both bounds below sum the prover's other offers: locking its bonded row first makes two of
+    // its posts (or a post and an unstake) take turns, so neither decides on a stale sum.
+    store::contracts::lock_bonded(conn, &[prover.0]).await?;
+    if market.offer_capacity_check == OfferCapacityCheck::Measured {
+        check_measured_capacity(conn, prover, &class, input, now).await?;
+    }
     let bonded = store::ledger::balances(conn, prover).await?.bonded.as_decimal();
     let existing = store::offers::hourly_exposure(conn, prover, input.window_start, input.window_end).await?;
     let hours = Decimal::from(market.collateral_window.num_seconds()) / Decimal::from(3600);

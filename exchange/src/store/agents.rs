@@ -43,12 +43,19 @@ struct StoredCapability {
     circuit: String,
     size_log2: u8,
     prove_ms: u64,
+    /// The whole agent's rate (workers x per worker); 0 when absent, so such an entry adds nothing.
+    #[serde(default)]
+    proofs_per_hour: u64,
+}
+
+fn stored(capabilities: serde_json::Value) -> Vec<StoredCapability> {
+    // A heartbeat was validated when it was stored; an entry that no longer parses is left out.
+    serde_json::from_value(capabilities).unwrap_or_default()
 }
 
 fn measured(capabilities: serde_json::Value) -> Vec<Measured> {
-    // A heartbeat was validated when it was stored; an entry that no longer parses is left out.
-    let list: Vec<StoredCapability> = serde_json::from_value(capabilities).unwrap_or_default();
-    list.into_iter()
+    stored(capabilities)
+        .into_iter()
         .map(|c| Measured {
             circuit: c.circuit,
             size_log2: c.size_log2,
@@ -87,4 +94,37 @@ pub async fn measured_by(conn: &mut PgConnection, agent: Uuid, prover: AccountId
             .fetch_optional(conn)
             .await?;
     Ok(caps.map(measured).unwrap_or_default())
+}
+
+/// Proofs per hour that `prover`'s agents seen since `since` measured for `circuit` at
+/// `size_log2`: the sum over those agents of each one's advertised rate (bench x workers).
+///
+/// The capabilities are read in Rust rather than cast in SQL: the heartbeat only checks that
+/// `proofs_per_hour` is a u64, which a `bigint` cast could overflow. An agent listing the class
+/// twice counts once (its best rate), as it has one set of workers; the sum saturates.
+pub async fn measured_capacity(
+    conn: &mut PgConnection,
+    prover: AccountId,
+    circuit: &str,
+    size_log2: u8,
+    since: DateTime<Utc>,
+) -> Result<i64, sqlx::Error> {
+    let rows: Vec<serde_json::Value> =
+        sqlx::query_scalar("SELECT capabilities FROM agents WHERE prover_id = $1 AND last_seen >= $2")
+            .bind(prover.0)
+            .bind(since)
+            .fetch_all(conn)
+            .await?;
+    let total = rows
+        .into_iter()
+        .map(|caps| {
+            stored(caps)
+                .into_iter()
+                .filter(|c| c.circuit == circuit && c.size_log2 == size_log2)
+                .map(|c| c.proofs_per_hour)
+                .max()
+                .unwrap_or(0)
+        })
+        .fold(0u64, u64::saturating_add);
+    Ok(i64::try_from(total).unwrap_or(i64::MAX))
 }

@@ -255,3 +255,66 @@ pub async fn insert(conn: &mut PgConnection, c: &NewCircuit<'_>) -> Result<bool,
     .await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// A built-in circuit's setup as stored (migration `0007_builtin_setups.sql`).
+#[derive(Debug, Clone)]
+pub struct SetupRow {
+    /// Size.
+    pub size_log2: i16,
+    /// The deterministic development setup.
+    pub development: bool,
+    /// The proving key's blob.
+    pub pk: BlobRef,
+    /// vk.json.
+    pub verifying_key: serde_json::Value,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+}
+
+/// size, development, blob, sha256, bytes, vk, created_at.
+type RawSetup = (i16, bool, Uuid, Vec<u8>, i64, serde_json::Value, DateTime<Utc>);
+
+/// The setup of `circuit` at `size_log2`, if made.
+pub async fn setup(conn: &mut PgConnection, circuit: &str, size_log2: i16) -> Result<Option<SetupRow>, sqlx::Error> {
+    let row: Option<RawSetup> = sqlx::query_as(
+        "SELECT s.size_log2, s.development, s.pk_blob, b.sha256, b.bytes, s.verifying_key, s.created_at
+           FROM builtin_setups s JOIN artifact_blobs b ON b.id = s.pk_blob
+          WHERE s.circuit = $1 AND s.size_log2 = $2",
+    )
+    .bind(circuit)
+    .bind(size_log2)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|(size_log2, development, id, sha256, bytes, verifying_key, created_at)| SetupRow {
+        size_log2,
+        development,
+        pk: BlobRef { id, sha256, bytes },
+        verifying_key,
+        created_at,
+    }))
+}
+
+/// Inserts a setup whose blob is written; `false` when another process stored one first.
+pub async fn insert_setup(
+    conn: &mut PgConnection,
+    circuit: &str,
+    size_log2: i16,
+    development: bool,
+    pk_blob: Uuid,
+    verifying_key: &serde_json::Value,
+    now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO builtin_setups (circuit, size_log2, development, pk_blob, verifying_key, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (circuit, size_log2) DO NOTHING",
+    )
+    .bind(circuit)
+    .bind(size_log2)
+    .bind(development)
+    .bind(pk_blob)
+    .bind(verifying_key)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}

@@ -277,6 +277,32 @@ pub async fn hourly_exposure(
     .await
 }
 
+/// Sum of `proofs_per_hour` over a prover's active offers of `circuit` at `size_log2` (any system
+/// and deadline: the same machines prove them) whose window overlaps `[from, to)`. Conservative:
+/// overlapping offers are counted as if they all ran at the same time.
+pub async fn offered_per_hour(
+    conn: &mut PgConnection,
+    prover: AccountId,
+    circuit: &str,
+    size_log2: u8,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT coalesce(sum(proofs_per_hour), 0)::bigint FROM offers
+          WHERE prover_id = $1 AND status = $6 AND circuit = $2 AND size_log2 = $3
+            AND window_start < $5 AND window_end > $4",
+    )
+    .bind(prover.0)
+    .bind(circuit)
+    .bind(i16::from(size_log2))
+    .bind(from)
+    .bind(to)
+    .bind(OfferStatus::Active.as_str())
+    .fetch_one(conn)
+    .await
+}
+
 /// Per prover, the sum of `price x proofs_per_hour` over its active offers whose window has not
 /// ended at `now` (what its bond must back).
 pub async fn hourly_exposures(conn: &mut PgConnection, provers: &[Uuid], now: DateTime<Utc>) -> Result<Vec<(Uuid, Decimal)>, sqlx::Error> {

@@ -50,6 +50,8 @@ pub fn serve_config() -> ServeConfig {
             fee_bps: 100,
             quote_ttl_secs: 60,
             discounts: None,
+            // Most tests post offers before any agent heartbeats; tests/offer_capacity.rs turns it on.
+            offer_capacity_check: pcx_exchange::config::OfferCapacityCheck::Off,
         },
         settlement: pcx_exchange::config::SettlementConfig {
             tick_ms: 200,
@@ -63,6 +65,7 @@ pub fn serve_config() -> ServeConfig {
             collateral_check_secs: 0,
             health_stall_secs: 30,
             keys_dir: Some(common_keys_dir()),
+            dev_keys: true,
         },
         oracle: pcx_exchange::config::OracleConfig {
             oracle_tick_ms: 0,

@@ -166,8 +166,16 @@ pub(crate) struct CircuitView {
     /// An input the circuit proves (snarkjs' `input.json` shape): what the agent benchmarks.
     #[serde(default)]
     pub sample_input: Option<Value>,
-    #[serde(default)]
+    /// `None` also when the exchange lists artifacts of another shape (the built-in
+    /// `hash-chain-<k>` views have a `pk` only): such an entry is skipped, not an unreadable list.
+    #[serde(default, deserialize_with = "artifacts_or_none")]
     pub artifacts: Option<CircuitArtifacts>,
+}
+
+/// Reads `artifacts` as [`CircuitArtifacts`] when it has that shape, else as `None`.
+fn artifacts_or_none<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<CircuitArtifacts>, D::Error> {
+    let value = Value::deserialize(deserializer)?;
+    Ok(serde_json::from_value(value).ok())
 }
 
 /// The files of a registered circuit.
@@ -184,6 +192,32 @@ pub(crate) struct ArtifactView {
     /// Hex of the file's SHA-256.
     pub sha256: String,
     pub bytes: u64,
+}
+
+/// The built-in circuit at one size, as `GET /v1/circuits/hash-chain-<k>` describes it: where the
+/// exchange's proving key of that size is. Read leniently: only `circuit_id` is required; what
+/// the agent needs is checked by `super::exchange_keys`.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct HashChainView {
+    /// `hash-chain-<k>`.
+    pub circuit_id: String,
+    /// `ready` once the setup is made (`None`: read as ready).
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub size_log2: Option<u8>,
+    /// Whether the exchange serves the deterministic (forgeable) development setup.
+    #[serde(default)]
+    pub development_keys: Option<bool>,
+    #[serde(default)]
+    pub artifacts: Option<HashChainArtifacts>,
+}
+
+/// The files of the built-in circuit at one size.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct HashChainArtifacts {
+    /// The proving key, in the key-file format of [`crate::keys`].
+    pub pk: ArtifactView,
 }
 
 /// `{"error": {"code": "...", "message": "..."}}`.
@@ -280,6 +314,28 @@ mod tests {
         let artifacts = ready.artifacts.as_ref().unwrap();
         assert_eq!((artifacts.r1cs.sha256.as_str(), artifacts.r1cs.bytes), ("aa", 1112));
         assert!(list.circuits[1].artifacts.is_none() && list.circuits[1].sample_input.is_none());
+    }
+
+    #[test]
+    fn a_listed_hash_chain_view_does_not_make_the_list_unreadable() {
+        let body = r#"{"circuits": [{"circuit_id": "hash-chain-10", "name": "hash-chain", "status": "ready",
+            "size_log2": 10, "development_keys": false,
+            "artifacts": {"pk": {"sha256": "aa", "bytes": 5, "url": "/v1/circuits/hash-chain-10/artifacts/pk"}}}]}"#;
+        let list = serde_json::from_str::<CircuitList>(body).unwrap();
+        assert_eq!(list.circuits[0].circuit_id, "hash-chain-10");
+        assert!(list.circuits[0].artifacts.is_none());
+        let view = serde_json::from_str::<HashChainView>(
+            &serde_json::to_string(&serde_json::from_str::<Value>(body).unwrap()["circuits"][0]).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            (view.size_log2, view.development_keys, view.status.as_deref()),
+            (Some(10), Some(false), Some("ready"))
+        );
+        let pk = view.artifacts.unwrap().pk;
+        assert_eq!((pk.sha256.as_str(), pk.bytes), ("aa", 5));
+        let bare = serde_json::from_str::<HashChainView>(r#"{"circuit_id": "hash-chain-12"}"#).unwrap();
+        assert!(bare.status.is_none() && bare.artifacts.is_none() && bare.development_keys.is_none());
     }
 
     #[test]

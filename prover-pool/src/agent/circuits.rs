@@ -3,7 +3,11 @@
 //! advertised; and proving a job's input with one ([`ServedCircuit::prove_input`]).
 //!
 //! Cache layout: `<circuits dir>/<circuit_id>/{r1cs,wasm,zkey}`; a download is written to
-//! `.<kind>.<random>.part` in the same folder first.
+//! `.<file name>.<random>.part` in the same folder first.
+//!
+//! The download machinery ([`fetch_artifact`]) also fetches the built-in `hash-chain` circuit's
+//! proving keys into the key directory (`super::exchange_keys`); what is said below of
+//! artifacts holds for those too.
 //!
 //! Invariants:
 //! - Only an id of 64 lowercase hex digits names a folder: ids come from the command line or the
@@ -70,6 +74,34 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 pub(crate) const STALE_PARTIAL: Duration = Duration::from_secs(600);
 /// The header of an artifact download that states its SHA-256.
 const SHA256_HEADER: &str = "x-content-sha256";
+/// How the exchange's views of the built-in circuit's sizes are named (`hash-chain-<k>`).
+const BUILT_IN_PREFIX: &str = "hash-chain-";
+
+/// One file the exchange serves, to be kept at `path` once checked:
+/// `GET /v1/circuits/{circuit_id}/artifacts/{artifact}`.
+#[derive(Debug, Clone)]
+pub(crate) struct ArtifactTarget<'a> {
+    /// The circuit it belongs to (a registered circuit's id, or `hash-chain-<k>`).
+    pub circuit_id: &'a str,
+    /// Its name in the route (`r1cs`, `wasm`, `zkey`, `pk`).
+    pub artifact: &'a str,
+    /// Where the checked file is kept; its folder also takes the partial download.
+    pub path: PathBuf,
+}
+
+/// How [`fetch_artifact`] came by a checked copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Obtained {
+    /// The file already there matched: nothing was downloaded.
+    Cached,
+    /// Downloaded and moved into place (replacing whatever was there).
+    Downloaded {
+        /// Its size.
+        bytes: u64,
+        /// How long the download took.
+        elapsed: Duration,
+    },
+}
 
 /// A registered circuit ready to prove: artifacts checked, loaded, benchmarked.
 pub(crate) struct ServedCircuit {
@@ -147,6 +179,15 @@ pub(crate) enum PrepareError {
     Circuit(anyhow::Error),
 }
 
+impl PrepareError {
+    /// The error, whichever kind it is (for callers that stop either way).
+    pub(crate) fn into_inner(self) -> anyhow::Error {
+        match self {
+            PrepareError::Fatal(err) | PrepareError::Circuit(err) => err,
+        }
+    }
+}
+
 impl From<anyhow::Error> for PrepareError {
     fn from(err: anyhow::Error) -> PrepareError {
         PrepareError::Circuit(err)
@@ -199,7 +240,13 @@ async fn selected_views(
                 .map_err(|err| fatal(err, client, "listing the registered circuits"))?;
             let mut ready = Vec::with_capacity(list.circuits.len());
             for view in list.circuits {
-                if view.status != READY {
+                if view.circuit_id.starts_with(BUILT_IN_PREFIX) {
+                    tracing::debug!(
+                        target: TARGET,
+                        circuit_id = %view.circuit_id,
+                        "--circuits all: the built-in circuit is served by --sizes, not as a registered circuit"
+                    );
+                } else if view.status != READY {
                     tracing::info!(
                         target: TARGET,
                         circuit_id = %view.circuit_id,
@@ -290,7 +337,9 @@ pub(crate) async fn prepare(
             Artifact::Wasm => &artifacts.wasm,
             _ => &artifacts.zkey,
         };
-        paths.push(fetch_artifact(client, &id, kind, stated, &folder, cancel).await?);
+        let target = ArtifactTarget { circuit_id: &id, artifact: kind.as_str(), path: folder.join(kind.as_str()) };
+        fetch_artifact(client, &target, stated, cancel).await?;
+        paths.push(target.path);
     }
 
     let started = Instant::now();
@@ -365,50 +414,49 @@ fn load(paths: &[PathBuf]) -> anyhow::Result<(CircomCircuit, Zkey)> {
     Ok((circuit, zkey))
 }
 
-/// The path of a checked copy of `kind`: the cached one when its SHA-256 matches, else a fresh
-/// download (see the module docs).
-async fn fetch_artifact(
+/// Makes `target.path` a checked copy of the artifact: the file already there when its SHA-256
+/// matches `stated`, else a fresh download (see the module docs).
+pub(crate) async fn fetch_artifact(
     client: &ExchangeClient,
-    id: &str,
-    kind: Artifact,
+    target: &ArtifactTarget<'_>,
     stated: &ArtifactView,
-    folder: &Path,
     cancel: &Signal,
-) -> Result<PathBuf, PrepareError> {
+) -> Result<Obtained, PrepareError> {
+    let (id, kind, path) = (target.circuit_id, target.artifact, &target.path);
     let want = stated.sha256.trim().to_ascii_lowercase();
     if want.len() != 64 || !want.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(
             anyhow!("circuit {id}: the exchange states the {kind}'s sha256 as `{want}`, not 64 hex digits").into()
         );
     }
-    let path = folder.join(kind.as_str());
-    if tokio::fs::try_exists(&path).await.unwrap_or(false) {
+    if tokio::fs::try_exists(path).await.unwrap_or(false) {
         let started = Instant::now();
         let (sha256, bytes) = hash_file(path.clone()).await?;
         if sha256 == want {
             tracing::info!(
                 target: TARGET,
                 circuit_id = id,
-                artifact = %kind,
+                artifact = kind,
                 bytes,
                 hash_ms = started.elapsed().as_millis() as u64,
                 "cached artifact matches its sha256; not downloading it"
             );
-            return Ok(path);
+            return Ok(Obtained::Cached);
         }
         tracing::warn!(
             target: TARGET,
             circuit_id = id,
-            artifact = %kind,
+            artifact = kind,
+            path = %path.display(),
             cached = %sha256,
             expected = %want,
             "the cached artifact does not match its sha256; deleting it and downloading it again"
         );
-        tokio::fs::remove_file(&path).await.with_context(|| format!("deleting {}", path.display()))?;
+        tokio::fs::remove_file(path).await.with_context(|| format!("deleting {}", path.display()))?;
     }
 
     for attempt in 1..=DOWNLOAD_TRIES {
-        let fetched = download(client, id, kind, stated.bytes, folder, cancel).await?;
+        let fetched = download(client, target, stated.bytes, cancel).await?;
         let problem = if fetched.too_large {
             Some(format!("it is larger than the {} bytes the circuit's {kind} has", stated.bytes))
         } else if fetched.sha256 != want {
@@ -422,7 +470,7 @@ async fn fetch_artifact(
             }
         };
         let Some(problem) = problem else {
-            if let Err(err) = tokio::fs::rename(&fetched.temp, &path).await {
+            if let Err(err) = tokio::fs::rename(&fetched.temp, path).await {
                 remove_quietly(&fetched.temp).await;
                 return Err(anyhow!("moving {} into place: {err}", fetched.temp.display()).into());
             }
@@ -430,13 +478,13 @@ async fn fetch_artifact(
             tracing::info!(
                 target: TARGET,
                 circuit_id = id,
-                artifact = %kind,
+                artifact = kind,
                 bytes = fetched.bytes,
                 download_ms = fetched.elapsed.as_millis() as u64,
                 mib_per_s = format!("{:.1}", fetched.bytes as f64 / secs / (1024.0 * 1024.0)),
                 "downloaded; sha256 matches"
             );
-            return Ok(path);
+            return Ok(Obtained::Downloaded { bytes: fetched.bytes, elapsed: fetched.elapsed });
         };
         remove_quietly(&fetched.temp).await;
         if attempt == DOWNLOAD_TRIES {
@@ -449,7 +497,7 @@ async fn fetch_artifact(
         tracing::warn!(
             target: TARGET,
             circuit_id = id,
-            artifact = %kind,
+            artifact = kind,
             problem,
             "the download does not match the circuit; deleted it, downloading it once more"
         );
@@ -470,27 +518,30 @@ struct Fetched {
     too_large: bool,
 }
 
-/// Downloads `kind` into a new temporary file of `folder`, hashing as it writes; a transfer that
-/// breaks off is deleted and started again with backoff until it completes or `cancel` rises.
+/// Downloads the artifact into a new temporary file next to `target.path`, hashing as it writes;
+/// a transfer that breaks off is deleted and started again with backoff until it completes or
+/// `cancel` rises.
 async fn download(
     client: &ExchangeClient,
-    id: &str,
-    kind: Artifact,
+    target: &ArtifactTarget<'_>,
     limit: u64,
-    folder: &Path,
     cancel: &Signal,
 ) -> Result<Fetched, PrepareError> {
+    let (id, kind) = (target.circuit_id, target.artifact);
+    let folder = target.path.parent().unwrap_or_else(|| Path::new("."));
+    let file_name =
+        target.path.file_name().map_or_else(|| kind.to_string(), |name| name.to_string_lossy().into_owned());
     let path = format!("/v1/circuits/{id}/artifacts/{kind}");
     let options =
         CallOptions { timeout: DOWNLOAD_STALL, idempotency_key: None, retry_until: None, cancel: Some(cancel.clone()) };
     let mut backoff = Backoff::new();
     loop {
-        tracing::info!(target: TARGET, circuit_id = id, artifact = %kind, bytes = limit, "downloading");
+        tracing::info!(target: TARGET, circuit_id = id, artifact = kind, bytes = limit, "downloading");
         let started = Instant::now();
         let mut body =
             client.download("artifact", &path, &options).await.map_err(|err| call_failed(err, client, id, kind))?;
         let header = body.header(SHA256_HEADER).map(|value| value.trim().to_ascii_lowercase());
-        let temp = folder.join(format!(".{kind}.{}.part", Uuid::new_v4().simple()));
+        let temp = folder.join(format!(".{file_name}.{}.part", Uuid::new_v4().simple()));
         let (chunks, queue) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
         let writer = tokio::task::spawn_blocking({
             let temp = temp.clone();
@@ -514,7 +565,7 @@ async fn download(
                         tracing::info!(
                             target: TARGET,
                             circuit_id = id,
-                            artifact = %kind,
+                            artifact = kind,
                             received,
                             bytes = limit,
                             "downloading"
@@ -547,7 +598,7 @@ async fn download(
                 tracing::warn!(
                     target: TARGET,
                     circuit_id = id,
-                    artifact = %kind,
+                    artifact = kind,
                     received,
                     error = %err,
                     delay_ms = delay.as_millis() as u64,
@@ -564,7 +615,7 @@ async fn download(
 
 /// A failed download call: refused credentials and shutdown stop the agent, anything else (a
 /// 404: the circuit was withdrawn) only this circuit.
-fn call_failed(err: CallError, client: &ExchangeClient, id: &str, kind: Artifact) -> PrepareError {
+fn call_failed(err: CallError, client: &ExchangeClient, id: &str, kind: &str) -> PrepareError {
     let doing = format!("downloading the {kind} of circuit {id}");
     match err {
         CallError::Unauthorized { .. } | CallError::Cancelled => PrepareError::Fatal(fatal(err, client, &doing)),
@@ -611,7 +662,7 @@ async fn hash_file(path: PathBuf) -> anyhow::Result<(String, u64)> {
 
 /// Deletes the partial downloads of `folder` no download has touched for [`STALE_PARTIAL`]
 /// (left by an agent stopped mid-download; a fresh one may be another agent's, in progress).
-async fn remove_stale_partials(folder: PathBuf) {
+pub(crate) async fn remove_stale_partials(folder: PathBuf) {
     let removed = tokio::task::spawn_blocking(move || {
         let Ok(entries) = std::fs::read_dir(&folder) else { return 0 };
         let now = SystemTime::now();

@@ -90,7 +90,8 @@ pub struct AgentArgs {
     /// `invalid` submits well-formed proofs that do not verify.
     #[arg(long, value_enum)]
     pub fault: Option<Fault>,
-    /// Where proving keys are generated once and cached [default: $PCX_DATA_DIR/keys, else
+    /// Where the exchange's proving keys are downloaded and cached (checked against the sha256 the
+    /// exchange states at every start) [default: $PCX_DATA_DIR/keys, else
     /// $XDG_CACHE_HOME/pcx/keys, else ~/.cache/pcx/keys, else ./.pcx/keys].
     #[arg(long, env = "PCX_KEYS_DIR")]
     pub keys_dir: Option<PathBuf>,
@@ -228,7 +229,8 @@ pub struct BenchArgs {
     /// Proofs per size; the table shows their median.
     #[arg(long, default_value_t = 3)]
     pub repetitions: usize,
-    /// Where proving keys are generated once and cached [default: as for the agent].
+    /// Where proving keys are read, and development keys generated once and cached for sizes
+    /// without one [default: as for the agent].
     #[arg(long, env = "PCX_KEYS_DIR")]
     pub keys_dir: Option<PathBuf>,
 }
@@ -282,8 +284,9 @@ fn checked_sizes(sizes: &[u8], what: &str) -> anyhow::Result<Vec<u8>> {
 /// 4. `$HOME/.cache/pcx/keys`;
 /// 5. `./.pcx/keys` (relative to the working directory).
 ///
-/// Variables that are set but empty count as unset. Keys are deterministic dev keys, so deleting the
-/// directory only costs the time to generate them again.
+/// Variables that are set but empty count as unset. The agent's keys there are the exchange's,
+/// checked against its sha256 at every start, so deleting the directory only costs downloading them
+/// again; `pcx prover bench` adds deterministic development keys for sizes without one.
 pub fn default_keys_dir() -> PathBuf {
     keys_dir_from(|name| std::env::var_os(name).map(PathBuf::from))
 }

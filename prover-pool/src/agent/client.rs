@@ -8,6 +8,9 @@
 //!   interrupts the waits between attempts, never a request in flight (so a long-poll claim that
 //!   the exchange answers with a job is never thrown away half-way).
 //! - A retried request is byte-for-byte the same request, `Idempotency-Key` included.
+//! - A `GET` made with [`ExchangeClient::get_or_unavailable`] is retried like any other call
+//!   except on a 503, which it returns ([`CallError::Unavailable`], with `Retry-After`): for a
+//!   caller that waits for something the exchange is still making and says so in the log.
 //! - On a 401 the client logs in again with the API key once (concurrent callers share the one new
 //!   token) and repeats the call; a second 401 is [`CallError::Unauthorized`].
 //! - An outage is logged once: a warning at the first failure, then debug lines per retry, then one
@@ -73,6 +76,15 @@ pub(crate) enum CallError {
         /// What went wrong.
         failure: String,
     },
+    /// The exchange answered 503 to a call made with [`ExchangeClient::get_or_unavailable`]: what
+    /// was asked for is not ready yet (other calls retry a 503 themselves).
+    #[error("the exchange is not ready yet (503): {message}")]
+    Unavailable {
+        /// The error message of the body.
+        message: String,
+        /// The answer's `Retry-After`, when it had one (in seconds).
+        retry_after: Option<Duration>,
+    },
     /// The request could not be built or the answer could not be read.
     #[error("{0}")]
     Protocol(String),
@@ -109,11 +121,22 @@ enum Method<'a> {
     Stream,
 }
 
-/// One attempt's outcome, before retry policy. An answer's body is not read yet.
+/// What a call does with a 503.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum On503 {
+    /// Retries it, like any 5xx.
+    Retry,
+    /// Returns it as [`CallError::Unavailable`].
+    Return,
+}
+
+/// One attempt's outcome, before retry policy. An answer's body is not read yet; `Unavailable` is
+/// a 503 whose error body was read.
 enum Attempt {
     Answered(reqwest::Response),
     Rejected { status: StatusCode, code: String, message: String },
     Transient { failure: String, retry_after: Option<Duration> },
+    Unavailable { failure: String, message: String, retry_after: Option<Duration> },
 }
 
 /// A `GET` answered 2xx whose body is read piece by piece ([`ExchangeClient::download`]).
@@ -199,7 +222,7 @@ impl ExchangeClient {
         let body = body.as_slice();
         let answer = self
             .authorized(op, options, move |token: String| async move {
-                self.send(op, path, Method::Post(body), Some(&token), options).await
+                self.send(op, path, Method::Post(body), Some(&token), options, On503::Retry).await
             })
             .await?;
         decode(op, &answer)
@@ -214,7 +237,24 @@ impl ExchangeClient {
     ) -> Result<T, CallError> {
         let answer = self
             .authorized(op, options, move |token: String| async move {
-                self.send(op, path, Method::Get, Some(&token), options).await
+                self.send(op, path, Method::Get, Some(&token), options, On503::Retry).await
+            })
+            .await?;
+        decode(op, &answer)
+    }
+
+    /// [`ExchangeClient::get`], except that a 503 is not retried but returned as
+    /// [`CallError::Unavailable`] (with its `Retry-After`), so that the caller can wait for the
+    /// exchange to finish making something and say so.
+    pub(crate) async fn get_or_unavailable<T: DeserializeOwned>(
+        &self,
+        op: &'static str,
+        path: &str,
+        options: &CallOptions,
+    ) -> Result<T, CallError> {
+        let answer = self
+            .authorized(op, options, move |token: String| async move {
+                self.send(op, path, Method::Get, Some(&token), options, On503::Return).await
             })
             .await?;
         decode(op, &answer)
@@ -288,11 +328,12 @@ impl ExchangeClient {
         let body = serde_json::to_vec(&TokenRequest { api_key: &self.api_key })
             .map_err(|err| CallError::Protocol(format!("login: {err}")))?;
         let options = CallOptions { idempotency_key: None, timeout: CALL_TIMEOUT, ..options.clone() };
-        let answer = self.send("login", "/v1/auth/token", Method::Post(&body), None, &options).await?;
+        let answer = self.send("login", "/v1/auth/token", Method::Post(&body), None, &options, On503::Retry).await?;
         Ok(decode::<TokenResponse>("login", &answer)?.token)
     }
 
-    /// One call with retries, its answer read whole; any 4xx other than 408 and 429 ends it.
+    /// One call with retries, its answer read whole; any 4xx other than 408 and 429 ends it, and
+    /// so does a 503 when `on_503` says so.
     async fn send(
         &self,
         op: &'static str,
@@ -300,6 +341,7 @@ impl ExchangeClient {
         method: Method<'_>,
         token: Option<&str>,
         options: &CallOptions,
+        on_503: On503,
     ) -> Result<Vec<u8>, CallError> {
         let url = format!("{}{path}", self.base);
         let mut backoff = Backoff::new();
@@ -317,7 +359,13 @@ impl ExchangeClient {
                     self.note_success(op);
                     return Err(rejection(status, code, message));
                 }
-                Attempt::Transient { failure, retry_after } => (failure, retry_after),
+                Attempt::Unavailable { message, retry_after, .. } if on_503 == On503::Return => {
+                    self.note_success(op);
+                    return Err(CallError::Unavailable { message, retry_after });
+                }
+                Attempt::Transient { failure, retry_after } | Attempt::Unavailable { failure, retry_after, .. } => {
+                    (failure, retry_after)
+                }
             };
             self.wait_to_retry(op, failure, retry_after, &mut backoff, options).await?;
         }
@@ -343,7 +391,9 @@ impl ExchangeClient {
                     self.note_success(op);
                     return Err(rejection(status, code, message));
                 }
-                Attempt::Transient { failure, retry_after } => (failure, retry_after),
+                Attempt::Transient { failure, retry_after } | Attempt::Unavailable { failure, retry_after, .. } => {
+                    (failure, retry_after)
+                }
             };
             self.wait_to_retry(op, failure, retry_after, &mut backoff, options).await?;
         }
@@ -444,6 +494,9 @@ impl ExchangeClient {
         if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::TOO_MANY_REQUESTS
         {
             let failure = format!("HTTP {status} {code} {message}").trim_end().to_string();
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                return Ok(Attempt::Unavailable { failure, message, retry_after });
+            }
             return Ok(Attempt::Transient { failure, retry_after });
         }
         Ok(Attempt::Rejected { status, code, message })
@@ -546,6 +599,32 @@ mod tests {
         assert!(calls.iter().all(|call| call.header("idempotency-key") == Some("k-1")));
         assert!(calls.iter().all(|call| call.header("authorization") == Some("Bearer t1")));
         assert!(calls.iter().all(|call| call.body == calls[0].body));
+    }
+
+    #[tokio::test]
+    async fn get_or_unavailable_returns_a_503_with_its_retry_after_and_retries_other_failures() {
+        let exchange = FakeExchange::start(|request, count| match request.path.as_str() {
+            "/v1/auth/token" => Reply::json(200, json!({"token": "t1"})),
+            _ if count == 1 => Reply::json(502, json!({"error": {"code": "bad_gateway", "message": "proxy"}})),
+            _ if count == 2 => {
+                Reply::json(503, json!({"error": {"code": "unavailable", "message": "making the setup"}}))
+                    .header("Retry-After", "7")
+            }
+            _ => Reply::json(200, json!({"ok": true})),
+        })
+        .await;
+        let client = ExchangeClient::new(&exchange.url(), "key").unwrap();
+        client.login(&options()).await.unwrap();
+        let err = client.get_or_unavailable::<serde_json::Value>("test", "/v1/x", &options()).await.unwrap_err();
+        match err {
+            CallError::Unavailable { message, retry_after } => {
+                assert_eq!((message.as_str(), retry_after), ("making the setup", Some(Duration::from_secs(7))));
+            }
+            other => panic!("not unavailable: {other:?}"),
+        }
+        assert_eq!(exchange.requests_to("/v1/x").len(), 2, "the 502 was retried, the 503 returned");
+        let answer: serde_json::Value = client.get_or_unavailable("test", "/v1/x", &options()).await.unwrap();
+        assert_eq!(answer, json!({"ok": true}));
     }
 
     #[tokio::test]

@@ -8,9 +8,14 @@
 //! - [`select_backend`] (`select`): `--backend auto|cpu|icicle`, shared by the agent and the
 //!   benchmark; ICICLE is used only after its self-test against arkworks passed (in a child
 //!   process first when running as `pcx`: [`icicle_self_test`] is that child's command).
+//! - `exchange_keys`: the `hash-chain` proving keys the agent proves with, the exchange's
+//!   (`GET /v1/circuits/hash-chain-<k>` and its `pk` artifact), downloaded into the keys directory
+//!   or reused from it when the sha256 matches; the agent's key store never generates keys.
+//!   `pcx prover bench` alone uses the deterministic DEVELOPMENT keys (no exchange involved).
 //! - `circuits`: the registered circuits served besides `hash-chain` (`--circuits`): artifacts
 //!   downloaded into a cache and checked against their sha256, loaded, benchmarked on the sample
-//!   input (the proof must verify) before they are advertised.
+//!   input (the proof must verify) before they are advertised; its download machinery also
+//!   fetches the `hash-chain` keys.
 //! - `client`: the HTTP client (bearer token, re-login on 401, retries with `backoff`: 250 ms
 //!   doubling to 5 s, jittered; streamed downloads); `api`: the request and response bodies;
 //!   `signal`: the shutdown flags.
@@ -29,6 +34,7 @@ mod backoff;
 mod circuits;
 mod cli;
 mod client;
+mod exchange_keys;
 mod select;
 mod signal;
 #[cfg(test)]
@@ -74,8 +80,11 @@ pub async fn main(cli: ProverCli) -> anyhow::Result<()> {
     }
 }
 
-/// Runs `pcx prover bench`: measures each size (proving keys are generated and cached on the
-/// first run of a size) and prints the table to stdout. With ICICLE (chosen by `--backend icicle`,
+/// Runs `pcx prover bench`: measures each size and prints the table to stdout. No exchange is
+/// involved: a size without a key file in the keys directory is measured with the deterministic
+/// DEVELOPMENT keys, generated and cached there on its first run (forgeable, but a proof takes as
+/// long with any key of the size); a key file already there (the exchange's, fetched by the agent)
+/// is used as it is. The output ends with a line saying so. With ICICLE (chosen by `--backend icicle`,
 /// or by `auto` on a GPU) each size is measured on ICICLE and on the CPU backend side by side, and
 /// the command fails unless ICICLE's MSMs and proofs equal arkworks'.
 pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
@@ -98,6 +107,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
             rows.push(row);
         }
         crate::bench::print_comparison(&rows);
+        print_keys_note(&keys);
         return Ok(());
     }
     let mut rows = Vec::with_capacity(sizes.len());
@@ -114,6 +124,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     }
     println!("backend: {}", selected.label);
     crate::bench::print_table(&rows);
+    print_keys_note(&keys);
     Ok(())
 }
 
@@ -123,7 +134,17 @@ fn log_measuring(keys: &KeyStore, size_log2: u8, repetitions: usize) {
         size_log2,
         repetitions,
         keys_dir = %keys.dir().display(),
-        "measuring; the first run of a size generates its proving key and caches it, which can take a while"
+        "measuring with the key file of this size, else with DEVELOPMENT keys (deterministic, forgeable; for timing \
+         only) generated and cached on the first run, which can take a while"
+    );
+}
+
+/// The last line of `pcx prover bench`: which keys it measured with.
+fn print_keys_note(keys: &KeyStore) {
+    println!(
+        "keys: {} (sizes without a key file there use the deterministic DEVELOPMENT setup, forgeable, for timing \
+         only; the agent proves with the exchange's keys)",
+        keys.dir().display()
     );
 }
 

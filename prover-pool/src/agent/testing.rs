@@ -2,15 +2,22 @@
 //! 127.0.0.1 that records every request and answers from a closure. One request per connection
 //! (`Connection: close`), which is all reqwest needs. (Raw `try_read`/`try_write`: this crate's
 //! tokio has no `io-util`.) [`CircuitFixture`] answers the registered-circuit routes
-//! (`/v1/circuits...`) with the multiplier fixture of `tests/fixtures/circom`.
+//! (`/v1/circuits...`) with the multiplier fixture of `tests/fixtures/circom`; [`ServedKey`]
+//! answers `/v1/circuits/hash-chain-<k>` and its `pk` artifact with an exchange's proving key,
+//! by default the development key of [`dev_keys`], shared by every test of the process.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
+use ark_bn254::Bn254;
+use ark_groth16::{ProvingKey, VerifyingKey};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio::net::{TcpListener, TcpStream};
+
+use crate::keys::{proving_key_bytes, random_setup, KeyStore};
 
 /// A request as received.
 #[derive(Debug, Clone)]
@@ -122,12 +129,16 @@ impl CircuitFixture {
     }
 
     /// The answer to a `/v1/circuits...` request for this circuit, `None` for any other path.
-    /// `GET /v1/circuits` also lists a circuit that is not ready (and has no artifacts yet).
+    /// `GET /v1/circuits` also lists a circuit that is not ready (and has no artifacts yet) and a
+    /// size of the built-in circuit (whose artifacts are a `pk` only).
     pub(crate) fn reply(&self, request: &Request) -> Option<Reply> {
         let path = request.path.as_str();
         if path == "/v1/circuits" {
             let pending = json!({"circuit_id": "e".repeat(64), "name": "pending", "status": "checking"});
-            return Some(Reply::json(200, json!({"circuits": [pending, self.view()]})));
+            let built_in = json!({"circuit_id": "hash-chain-10", "name": "hash-chain", "status": "ready",
+                "size_log2": 10, "development_keys": true,
+                "artifacts": {"pk": {"sha256": "0".repeat(64), "bytes": 1, "url": "/v1/circuits/hash-chain-10/artifacts/pk"}}});
+            return Some(Reply::json(200, json!({"circuits": [pending, built_in, self.view()]})));
         }
         let rest = path.strip_prefix("/v1/circuits/")?;
         let Some((id, kind)) = rest.split_once("/artifacts/") else {
@@ -141,6 +152,107 @@ impl CircuitFixture {
             None => Reply::json(404, json!({"error": {"code": "not_found", "message": "no such artifact"}})),
         })
     }
+}
+
+/// The development keys the tests' fake exchanges serve, in one directory of the system's temp dir
+/// for every test process: development keys are deterministic, so the files of an earlier run are
+/// the right ones (the store checks them when it loads them), and each size is set up once.
+pub(crate) fn dev_keys() -> &'static KeyStore {
+    static STORE: OnceLock<KeyStore> = OnceLock::new();
+    STORE.get_or_init(|| KeyStore::new(std::env::temp_dir().join("pcx-prover-pool-agent-test-dev-keys")))
+}
+
+/// The development proving key of size 2^size_log2 from [`dev_keys`]; files that do not load
+/// (left by another version) are deleted and the key made again.
+pub(crate) fn dev_key(size_log2: u8) -> Arc<ProvingKey<Bn254>> {
+    let store = dev_keys();
+    store.proving_key(size_log2).unwrap_or_else(|err| {
+        let _ = std::fs::remove_file(store.proving_key_path(size_log2));
+        let _ = std::fs::remove_file(store.verifying_key_path(size_log2));
+        store.forget(size_log2);
+        store.proving_key(size_log2).unwrap_or_else(|again| panic!("development key 2^{size_log2}: {err}; {again}"))
+    })
+}
+
+/// A `hash-chain` proving key as a fake exchange serves it on the route of one size.
+#[derive(Clone)]
+pub(crate) struct ServedKey {
+    /// The size whose routes serve it (the key may be of another size, to test the checks).
+    pub size_log2: u8,
+    /// The key file: [`proving_key_bytes`].
+    pub bytes: Arc<Vec<u8>>,
+    /// Hex of the SHA-256 of `bytes`.
+    pub sha256: String,
+    /// The key's verifying key.
+    pub vk: VerifyingKey<Bn254>,
+    /// What the view says in `development_keys`.
+    pub development: bool,
+}
+
+impl ServedKey {
+    /// The development key of size 2^size_log2 ([`dev_key`]; its bytes are serialised once per
+    /// process).
+    pub(crate) fn development(size_log2: u8) -> ServedKey {
+        static SERVED: OnceLock<Mutex<HashMap<u8, ServedKey>>> = OnceLock::new();
+        let mut served = SERVED.get_or_init(Mutex::default).lock().unwrap_or_else(PoisonError::into_inner);
+        let key = served.entry(size_log2).or_insert_with(|| {
+            let mut key = ServedKey::of(size_log2, &dev_key(size_log2));
+            key.development = true;
+            key
+        });
+        key.clone()
+    }
+
+    /// A fresh setup of size 2^size_log2 from the OS's randomness, as a production exchange makes.
+    pub(crate) fn random(size_log2: u8) -> ServedKey {
+        ServedKey::of(size_log2, &random_setup(size_log2).expect("random setup"))
+    }
+
+    /// `pk`, served on the routes of size 2^size_log2.
+    pub(crate) fn of(size_log2: u8, pk: &ProvingKey<Bn254>) -> ServedKey {
+        let bytes = proving_key_bytes(pk);
+        ServedKey {
+            size_log2,
+            sha256: sha256_hex(&bytes),
+            bytes: Arc::new(bytes),
+            vk: pk.vk.clone(),
+            development: false,
+        }
+    }
+
+    /// The same key served on the routes of another size.
+    pub(crate) fn served_as(self, size_log2: u8) -> ServedKey {
+        ServedKey { size_log2, ..self }
+    }
+
+    /// `GET /v1/circuits/hash-chain-<k>` as the exchange answers it (with a field the agent does
+    /// not know).
+    pub(crate) fn view(&self) -> Value {
+        let id = format!("hash-chain-{}", self.size_log2);
+        json!({
+            "circuit_id": id, "name": "hash-chain", "status": "ready", "size_log2": self.size_log2,
+            "public_signals": 2, "development_keys": self.development,
+            "artifacts": {"pk": {"sha256": self.sha256, "bytes": self.bytes.len(),
+                                 "url": format!("/v1/circuits/{id}/artifacts/pk")}},
+            "created_at": "2025-01-01T00:00:00Z",
+        })
+    }
+
+    /// The answer to this key's view or `pk` artifact, `None` for any other path.
+    pub(crate) fn reply(&self, request: &Request) -> Option<Reply> {
+        let view = format!("/v1/circuits/hash-chain-{}", self.size_log2);
+        let rest = request.path.strip_prefix(&view)?;
+        match rest {
+            "" => Some(Reply::json(200, self.view())),
+            "/artifacts/pk" => Some(Reply::bytes(200, self.bytes.to_vec()).header("x-content-sha256", &self.sha256)),
+            _ => None,
+        }
+    }
+}
+
+/// The answer of the first of `keys` serving `request`'s path, `None` if none does.
+pub(crate) fn reply_with_keys(keys: &[ServedKey], request: &Request) -> Option<Reply> {
+    keys.iter().find_map(|key| key.reply(request))
 }
 
 /// Lowercase hex of the SHA-256 of `bytes`.

@@ -1,22 +1,31 @@
 //! The agent against a scripted exchange on 127.0.0.1 ([`super::testing::FakeExchange`]), proving
-//! real 2^10 hash-chain proofs with keys in a temporary directory, and proofs of the registered
-//! multiplier circuit ([`super::testing::CircuitFixture`]) downloaded into one.
+//! real 2^10 hash-chain proofs with the exchange's keys ([`super::testing::ServedKey`]: the shared
+//! development key unless a test serves another) downloaded into a temporary keys directory, and
+//! proofs of the registered multiplier circuit ([`super::testing::CircuitFixture`]) downloaded
+//! into one.
 
 use std::time::{Duration, Instant};
 
+use ark_bn254::Bn254;
+use ark_groth16::VerifyingKey;
 use chrono::Utc;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::testing::{CircuitFixture, FakeExchange, Reply, Request};
+use super::testing::{
+    dev_key, dev_keys, reply_with_keys, sha256_hex, CircuitFixture, FakeExchange, Reply, Request, ServedKey,
+};
 use super::*;
 use crate::circom::zkey::Zkey;
 use crate::circom::CircomCircuit;
 use crate::keys::test_support::TempDir;
+use crate::keys::KeyOrigin;
 
 const TOKEN: &str = "/v1/auth/token";
 const HEARTBEAT: &str = "/v1/agent/heartbeat";
 const CLAIM: &str = "/v1/agent/jobs/claim";
+const KEY_VIEW: &str = "/v1/circuits/hash-chain-10";
+const KEY_PK: &str = "/v1/circuits/hash-chain-10/artifacts/pk";
 
 fn job(job_id: Uuid, size_log2: u8, public_input: &str) -> Value {
     let now = Utc::now();
@@ -38,8 +47,8 @@ fn circuit_job(job_id: Uuid, circuit: &CircuitFixture, input: Value) -> Value {
     job
 }
 
-/// A fake exchange that hands out `jobs` (one per claim, in order), then none, and answers
-/// proofs with `on_proof(n)`.
+/// A fake exchange that serves the development key of 2^10, hands out `jobs` (one per claim, in
+/// order), then none, and answers proofs with `on_proof(n)`.
 async fn exchange(jobs: Vec<Value>, on_proof: fn(usize) -> Reply) -> FakeExchange {
     exchange_with(None, jobs, on_proof).await
 }
@@ -50,9 +59,38 @@ async fn exchange_with(
     jobs: Vec<Value>,
     on_proof: fn(usize) -> Reply,
 ) -> FakeExchange {
-    FakeExchange::start(move |request, count| match request.path.as_str() {
-        _ if circuit.as_ref().is_some_and(|_| request.path.starts_with("/v1/circuits")) => {
-            circuit.as_ref().and_then(|circuit| circuit.reply(request)).unwrap_or_else(|| Reply::json(404, json!({})))
+    scripted(circuit, vec![ServedKey::development(10)], |_, _| None, jobs, on_proof).await
+}
+
+/// The exchange of [`exchange_with`] serving `keys` as its hash-chain keys; `tweak` may replace
+/// any answer.
+async fn scripted(
+    circuit: Option<CircuitFixture>,
+    keys: Vec<ServedKey>,
+    tweak: impl Fn(&Request, usize) -> Option<Reply> + Send + Sync + 'static,
+    jobs: Vec<Value>,
+    on_proof: fn(usize) -> Reply,
+) -> FakeExchange {
+    FakeExchange::start(move |request, count| {
+        if let Some(reply) = tweak(request, count).or_else(|| reply_with_keys(&keys, request)) {
+            return reply;
+        }
+        agent_routes(request, count, circuit.as_ref(), &jobs, on_proof)
+    })
+    .await
+}
+
+/// The answers of [`scripted`] other than the keys'.
+fn agent_routes(
+    request: &Request,
+    count: usize,
+    circuit: Option<&CircuitFixture>,
+    jobs: &[Value],
+    on_proof: fn(usize) -> Reply,
+) -> Reply {
+    match request.path.as_str() {
+        _ if circuit.is_some() && request.path.starts_with("/v1/circuits") => {
+            circuit.and_then(|circuit| circuit.reply(request)).unwrap_or_else(|| Reply::json(404, json!({})))
         }
         TOKEN => Reply::json(200, json!({"token": "tok", "expires_at": Utc::now()})),
         HEARTBEAT => Reply::json(200, json!({"agent_id": Uuid::nil(), "server_time": Utc::now(), "heartbeat_secs": 1})),
@@ -63,8 +101,7 @@ async fn exchange_with(
         path if path.ends_with("/proof") => on_proof(count),
         path if path.ends_with("/release") => Reply::json(200, json!({})),
         _ => Reply::json(404, json!({"error": {"code": "not_found", "message": "no route"}})),
-    })
-    .await
+    }
 }
 
 fn accepted(_: usize) -> Reply {
@@ -116,10 +153,33 @@ fn circuit_args(exchange: &FakeExchange, keys: &TempDir, cache: &TempDir, circui
     }
 }
 
-fn verifies(keys: &TempDir, proof: &str, seed: u64) -> bool {
-    let store = KeyStore::new(keys.path());
+/// Whether `proof` is a 2^10 hash-chain proof for `seed` under `vk`.
+fn verifies(vk: &VerifyingKey<Bn254>, proof: &str, seed: u64) -> bool {
     let proof = crate::encoding::decode_proof(proof).unwrap();
-    crate::groth16::verify_hash_chain(&store, 10, ark_bn254::Fr::from(seed), &proof).unwrap()
+    let seed = ark_bn254::Fr::from(seed);
+    let public = [seed, crate::hash_chain::hash_chain_output(seed, 10)];
+    crate::groth16::verify(&ark_groth16::prepare_verifying_key(vk), &public, &proof)
+}
+
+/// The verifying key of the development setup of 2^10 (what [`exchange`] serves).
+fn dev_vk() -> VerifyingKey<Bn254> {
+    ServedKey::development(10).vk
+}
+
+/// The proof of the first proof submission.
+fn first_proof(exchange: &FakeExchange) -> String {
+    let proofs: Vec<Request> = exchange.requests().into_iter().filter(|r| r.path.ends_with("/proof")).collect();
+    proofs[0].json()["proof"].as_str().unwrap().to_string()
+}
+
+/// Names of the files in `dir`, sorted.
+fn files(dir: &TempDir) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
 }
 
 #[tokio::test]
@@ -156,7 +216,7 @@ async fn delivers_a_valid_proof_keyed_by_the_job_id() {
     assert_eq!(proofs[0].header("idempotency-key"), Some(job_id.to_string().as_str()));
     assert_eq!(proofs[0].header("authorization"), Some("Bearer tok"));
     let proof = proofs[0].json()["proof"].as_str().unwrap().to_string();
-    assert!(verifies(&keys, &proof, 42));
+    assert!(verifies(&dev_vk(), &proof, 42));
     assert_eq!(count(&requests, "/release"), 0);
 }
 
@@ -175,8 +235,8 @@ async fn fault_invalid_proves_the_next_input() {
     let proofs: Vec<Request> = exchange.requests().into_iter().filter(|r| r.path.ends_with("/proof")).collect();
     assert_eq!(proofs.len(), 1);
     let proof = proofs[0].json()["proof"].as_str().unwrap().to_string();
-    assert!(!verifies(&keys, &proof, 42));
-    assert!(verifies(&keys, &proof, 43));
+    assert!(!verifies(&dev_vk(), &proof, 42));
+    assert!(verifies(&dev_vk(), &proof, 43));
 }
 
 #[tokio::test]
@@ -244,11 +304,14 @@ async fn a_job_handed_out_as_shutdown_begins_is_released_not_proved() {
     let job_id = Uuid::new_v4();
     let handed_out = job(job_id, 10, "1");
     // The first claim is answered only after the agent was told to stop.
-    let exchange = FakeExchange::start(move |request, _| match request.path.as_str() {
-        TOKEN => Reply::json(200, json!({"token": "tok"})),
-        HEARTBEAT => Reply::json(200, json!({"heartbeat_secs": 10})),
-        CLAIM => Reply::json(200, handed_out.clone()).after(Duration::from_millis(800)),
-        _ => Reply::json(200, json!({})),
+    let key = ServedKey::development(10);
+    let exchange = FakeExchange::start(move |request, _| {
+        key.reply(request).unwrap_or_else(|| match request.path.as_str() {
+            TOKEN => Reply::json(200, json!({"token": "tok"})),
+            HEARTBEAT => Reply::json(200, json!({"heartbeat_secs": 10})),
+            CLAIM => Reply::json(200, handed_out.clone()).after(Duration::from_millis(800)),
+            _ => Reply::json(200, json!({})),
+        })
     })
     .await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -268,7 +331,7 @@ async fn a_job_handed_out_as_shutdown_begins_is_released_not_proved() {
 }
 
 #[tokio::test]
-async fn a_refused_api_key_stops_the_agent_before_generating_keys() {
+async fn a_refused_api_key_stops_the_agent_before_fetching_keys() {
     let keys = TempDir::new("agent-401");
     let exchange = FakeExchange::start(|_, _| {
         Reply::json(401, json!({"error": {"code": "unauthorized", "message": "unknown API key"}}))
@@ -347,7 +410,9 @@ async fn serves_a_registered_circuit_and_its_proof_verifies() {
     assert!(served["proofs_per_hour"].as_u64().unwrap() >= 1);
     let claim = exchange.requests_to(CLAIM)[0].json();
     assert_eq!((&claim["sizes"], &claim["circuits"]), (&json!([10]), &json!([circuit.id])));
-    assert_eq!(exchange.requests().iter().filter(|r| r.path.contains("/artifacts/")).count(), 3);
+    let artifacts = format!("/v1/circuits/{}/artifacts/", circuit.id);
+    assert_eq!(exchange.requests().iter().filter(|r| r.path.starts_with(&artifacts)).count(), 3);
+    assert_eq!(exchange.requests_to(KEY_PK).len(), 1, "and the hash-chain key");
     assert!(cache.path().join(&circuit.id).join("zkey").is_file());
 
     let proofs = exchange.requests_to(&format!("/v1/agent/jobs/{job_id}/proof"));
@@ -414,4 +479,166 @@ async fn a_named_circuit_the_exchange_does_not_have_stops_the_agent() {
     let err = run_agent(args, std::future::pending()).await.unwrap_err().to_string();
     assert!(err.contains("has no circuit"), "{err}");
     assert_eq!(count(&exchange.requests(), HEARTBEAT), 0, "nothing advertised");
+}
+
+#[tokio::test]
+async fn downloads_the_exchanges_key_proves_with_it_and_reuses_it_at_the_next_start() {
+    let keys = TempDir::new("agent-download");
+    // A setup only the exchange has: a key generated locally would not verify under it.
+    let served = ServedKey::random(10);
+    let job_id = Uuid::new_v4();
+    let exchange = scripted(None, vec![served.clone()], |_, _| None, vec![job(job_id, 10, "42")], accepted).await;
+    run_until(&exchange, args(&exchange, &keys), |seen| count(seen, "/proof") >= 1).await.unwrap();
+
+    let pk_requests = exchange.requests_to(KEY_PK);
+    assert_eq!(pk_requests.len(), 1);
+    assert_eq!(pk_requests[0].header("authorization"), Some("Bearer tok"));
+    let view = exchange.requests_to(KEY_VIEW);
+    assert_eq!(view.len(), 1);
+    let requests = exchange.requests();
+    let position = |path: &str| requests.iter().position(|request| request.path == path).unwrap();
+    assert!(position(KEY_PK) < position(HEARTBEAT), "the key is fetched before anything is advertised");
+    let store = KeyStore::with_origin(keys.path(), KeyOrigin::Provided);
+    assert_eq!(std::fs::read(store.proving_key_path(10)).unwrap(), *served.bytes);
+    assert_eq!(store.verifying_key(10).unwrap().vk, served.vk, "the .vk was rebuilt from the exchange's .pk");
+    assert_eq!(files(&keys), ["hash-chain-10.pk", "hash-chain-10.vk"], "no temporary file left");
+    let proof = first_proof(&exchange);
+    assert!(verifies(&served.vk, &proof, 42));
+    assert!(!verifies(&dev_vk(), &proof, 42), "not proved with development keys");
+
+    // A second start finds the key in the keys directory.
+    let heartbeats = exchange.requests_to(HEARTBEAT).len();
+    run_until(&exchange, args(&exchange, &keys), |seen| count(seen, HEARTBEAT) > heartbeats).await.unwrap();
+    assert_eq!(exchange.requests_to(KEY_VIEW).len(), 2, "the view is read at every start");
+    assert_eq!(exchange.requests_to(KEY_PK).len(), 1, "the cached key matched: not downloaded again");
+}
+
+#[tokio::test]
+async fn a_key_of_another_setup_in_the_keys_dir_is_replaced_and_a_stale_vk_rebuilt() {
+    let keys = TempDir::new("agent-replace");
+    // The keys directory holds the development key of 2^10 (as `pcx prover bench` leaves it)...
+    let dev = dev_keys();
+    dev_key(10);
+    let store = KeyStore::with_origin(keys.path(), KeyOrigin::Provided);
+    std::fs::copy(dev.proving_key_path(10), store.proving_key_path(10)).unwrap();
+    std::fs::copy(dev.verifying_key_path(10), store.verifying_key_path(10)).unwrap();
+    // ... and the exchange serves another setup.
+    let served = ServedKey::random(10);
+    let exchange =
+        scripted(None, vec![served.clone()], |_, _| None, vec![job(Uuid::new_v4(), 10, "9")], accepted).await;
+    run_until(&exchange, args(&exchange, &keys), |seen| count(seen, "/proof") >= 1).await.unwrap();
+    assert_eq!(exchange.requests_to(KEY_PK).len(), 1);
+    assert_eq!(std::fs::read(store.proving_key_path(10)).unwrap(), *served.bytes);
+    assert_eq!(store.verifying_key(10).unwrap().vk, served.vk, "the development .vk was deleted and rebuilt");
+    let proof = first_proof(&exchange);
+    assert!(verifies(&served.vk, &proof, 9));
+    assert!(!verifies(&dev_vk(), &proof, 9));
+
+    // A `.vk` of another setup next to the exchange's `.pk`: the `.pk` is reused, the `.vk` rebuilt.
+    std::fs::copy(dev.verifying_key_path(10), store.verifying_key_path(10)).unwrap();
+    let heartbeats = exchange.requests_to(HEARTBEAT).len();
+    run_until(&exchange, args(&exchange, &keys), |seen| count(seen, HEARTBEAT) > heartbeats).await.unwrap();
+    assert_eq!(exchange.requests_to(KEY_PK).len(), 1, "the .pk matched");
+    let reloaded = KeyStore::with_origin(keys.path(), KeyOrigin::Provided);
+    assert_eq!(reloaded.verifying_key(10).unwrap().vk, served.vk);
+}
+
+#[tokio::test]
+async fn a_key_download_that_does_not_match_its_sha256_is_refused() {
+    let keys = TempDir::new("agent-bad-sha");
+    let served = ServedKey::development(10);
+    let corrupt = {
+        let mut bytes = served.bytes.to_vec();
+        bytes[1000] ^= 1;
+        bytes
+    };
+    // The view and the header state the true sha256; the body has one byte flipped.
+    let (true_sha, body) = (served.sha256.clone(), corrupt.clone());
+    let exchange = scripted(
+        None,
+        vec![served],
+        move |request, _| {
+            (request.path == KEY_PK).then(|| Reply::bytes(200, body.clone()).header("x-content-sha256", &true_sha))
+        },
+        vec![],
+        accepted,
+    )
+    .await;
+    let err = format!("{:#}", run_agent(args(&exchange, &keys), std::future::pending()).await.unwrap_err());
+    assert!(
+        err.contains("hash-chain 2^10") && err.contains("did not match") && err.contains(&sha256_hex(&corrupt)),
+        "{err}"
+    );
+    assert_eq!(exchange.requests_to(KEY_PK).len(), 2, "downloaded once more, then refused");
+    assert!(files(&keys).is_empty(), "neither the bad key nor a temporary file is kept: {:?}", files(&keys));
+    assert_eq!(count(&exchange.requests(), HEARTBEAT), 0, "nothing advertised");
+}
+
+#[tokio::test]
+async fn a_key_of_another_size_is_refused_and_deleted() {
+    let keys = TempDir::new("agent-other-size");
+    // The 2^11 key on the 2^10 routes: its sha256 matches, its shape does not.
+    let exchange = scripted(None, vec![ServedKey::development(11).served_as(10)], |_, _| None, vec![], accepted).await;
+    let err = format!("{:#}", run_agent(args(&exchange, &keys), std::future::pending()).await.unwrap_err());
+    assert!(err.contains("not usable") && err.contains("another size"), "{err}");
+    assert!(files(&keys).is_empty(), "{:?}", files(&keys));
+    assert_eq!(count(&exchange.requests(), HEARTBEAT), 0);
+}
+
+#[tokio::test]
+async fn waits_while_the_exchange_is_still_making_the_setup() {
+    let keys = TempDir::new("agent-setup-wait");
+    let exchange = scripted(
+        None,
+        vec![ServedKey::development(10)],
+        |request, count| {
+            (request.path == KEY_VIEW && count <= 2).then(|| {
+                Reply::json(503, json!({"error": {"code": "unavailable", "message": "making the hash-chain setup"}}))
+                    .header("Retry-After", "1")
+            })
+        },
+        vec![job(Uuid::new_v4(), 10, "3")],
+        accepted,
+    )
+    .await;
+    let started = Instant::now();
+    run_until(&exchange, args(&exchange, &keys), |seen| count(seen, "/proof") >= 1).await.unwrap();
+    assert_eq!(exchange.requests_to(KEY_VIEW).len(), 3);
+    assert!(started.elapsed() >= Duration::from_secs(2), "Retry-After was honoured: {:?}", started.elapsed());
+    assert!(verifies(&dev_vk(), &first_proof(&exchange), 3));
+}
+
+#[tokio::test]
+async fn an_exchange_that_serves_no_key_for_a_size_stops_the_agent() {
+    let keys = TempDir::new("agent-no-key");
+    // Keys for 2^10 only; the agent is asked for 2^11 too.
+    let exchange = exchange(vec![], accepted).await;
+    let args = AgentArgs { sizes: vec![10, 11], ..args(&exchange, &keys) };
+    let err = format!("{:#}", run_agent(args, std::future::pending()).await.unwrap_err());
+    assert!(err.contains("serves no hash-chain 2^11 key"), "{err}");
+    assert_eq!(count(&exchange.requests(), HEARTBEAT), 0);
+    assert_eq!(files(&keys), ["hash-chain-10.pk", "hash-chain-10.vk"]);
+}
+
+#[tokio::test]
+async fn shutdown_ends_the_wait_for_a_setup() {
+    let keys = TempDir::new("agent-setup-shutdown");
+    let exchange = scripted(
+        None,
+        vec![],
+        |request, _| {
+            (request.path == KEY_VIEW).then(|| {
+                Reply::json(503, json!({"error": {"code": "unavailable", "message": "making the setup"}}))
+                    .header("Retry-After", "30")
+            })
+        },
+        vec![],
+        accepted,
+    )
+    .await;
+    let started = Instant::now();
+    run_agent(args(&exchange, &keys), tokio::time::sleep(Duration::from_millis(1500))).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(!exchange.requests_to(KEY_VIEW).is_empty());
+    assert_eq!(count(&exchange.requests(), HEARTBEAT), 0);
 }

@@ -1,5 +1,8 @@
 //! The running agent: start-up, heartbeats, the claim → prove → submit workers, and shutdown.
 //!
+//! `hash-chain` is proved only with the exchange's keys: before a size is benchmarked its proving
+//! key is made the exchange's (`super::exchange_keys`), and the key store never generates one.
+//!
 //! A job is dispatched on its proof class's circuit: `hash-chain` is proved from its
 //! `public_input` seed with the cached keys of its size; a registered circuit this agent serves
 //! (`--circuits`, prepared at start by `super::circuits`) from its `input` object with that
@@ -43,9 +46,10 @@ use super::api::{
 use super::circuits::{prepare_selected, ServedCircuit};
 use super::cli::{AgentArgs, Fault, CIRCUIT};
 use super::client::{CallError, CallOptions, ExchangeClient, CALL_TIMEOUT};
+use super::exchange_keys::ensure_exchange_key;
 use super::signal::Signal;
 use super::{select_backend, TARGET};
-use crate::keys::KeyStore;
+use crate::keys::{KeyOrigin, KeyStore};
 use crate::msm::MsmBackend;
 
 /// How long shutdown waits for the workers to finish or release their jobs.
@@ -71,12 +75,14 @@ const MAX_IN_HAND: usize = 1000;
 /// Runs the prover agent until `shutdown` resolves (then drains, see the module docs).
 ///
 /// Order at start: log in (a refused API key ends it with an error before any proving key is
-/// generated), benchmark each size once (generating and caching the proving keys on the first
-/// run), prepare the registered circuits of `--circuits` (download or find in the cache, check,
-/// load, benchmark on the sample input; a circuit named by id that cannot be served is an error),
-/// first heartbeat, then the heartbeat task and the workers. Returns `Ok(())` after a clean
-/// shutdown, or the first fatal error (refused credentials, an answer retrying cannot change)
-/// after draining like a shutdown.
+/// fetched), then for each size: wait until the exchange's setup of that size is made, make the
+/// keys directory's proving key the exchange's (reused when its sha256 matches, else downloaded;
+/// the agent never generates keys), load it and benchmark it once; then prepare the registered
+/// circuits of `--circuits` (download or find in the cache, check, load, benchmark on the sample
+/// input; a circuit named by id that cannot be served is an error), first heartbeat, then the
+/// heartbeat task and the workers. Returns `Ok(())` after a clean shutdown, or the first fatal
+/// error (refused credentials, an answer retrying cannot change, a size whose key the exchange
+/// does not serve or that does not check out) after draining like a shutdown.
 pub async fn run_agent(args: AgentArgs, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     let sizes = args.validate()?;
     let selection = args.circuit_selection()?;
@@ -119,10 +125,16 @@ pub async fn run_agent(args: AgentArgs, shutdown: impl Future<Output = ()> + Sen
         Err(err) => return Err(fatal(err, &client, "logging in")),
     }
 
-    let keys = Arc::new(KeyStore::new(args.keys_dir()));
+    let keys = Arc::new(KeyStore::with_origin(args.keys_dir(), KeyOrigin::Provided));
     let timings = tokio::select! {
-        timings = benchmark(&keys, &backend, &sizes) => timings?,
+        timings = benchmark(&client, &keys, &backend, &sizes, &stop) => timings,
         () = stop.raised() => return Ok(()),
+    };
+    let timings = match timings {
+        Ok(timings) => timings,
+        // Shutdown interrupted a call or a wait: not a failure.
+        Err(_) if stop.is_raised() => return Ok(()),
+        Err(err) => return Err(err),
     };
     let circuits_dir = args.circuits_dir();
     let prepared = tokio::select! {
@@ -200,11 +212,14 @@ pub async fn run_agent(args: AgentArgs, shutdown: impl Future<Output = ()> + Sen
     agent.supervise(tasks).await
 }
 
-/// Measures each size once; `(size_log2, prove time, proofs per hour on one worker)`.
+/// Makes each size's proving key the exchange's, then measures it once; `(size_log2, prove
+/// time, proofs per hour on one worker)`.
 async fn benchmark(
+    client: &ExchangeClient,
     keys: &Arc<KeyStore>,
     backend: &Arc<dyn MsmBackend>,
     sizes: &[u8],
+    cancel: &Signal,
 ) -> anyhow::Result<Vec<(u8, Duration, u64)>> {
     let mut timings = Vec::with_capacity(sizes.len());
     for &size_log2 in sizes {
@@ -212,8 +227,12 @@ async fn benchmark(
             target: TARGET,
             size_log2,
             keys_dir = %keys.dir().display(),
-            "benchmarking; the first proof of a size generates its proving key and caches it, which can take a while"
+            "fetching the exchange's proving key of this size (reused when the cached one matches)"
         );
+        ensure_exchange_key(client, keys, size_log2, cancel)
+            .await
+            .with_context(|| format!("getting the exchange's hash-chain 2^{size_log2} proving key"))?;
+        tracing::info!(target: TARGET, size_log2, "benchmarking with the exchange's proving key");
         let (keys, backend) = (Arc::clone(keys), Arc::clone(backend));
         let timing =
             tokio::task::spawn_blocking(move || crate::bench::measure_prove(&keys, size_log2, backend.as_ref(), 1))
@@ -223,7 +242,6 @@ async fn benchmark(
         tracing::info!(
             target: TARGET,
             size_log2,
-            setup_ms = timing.setup.as_millis() as u64,
             prove_ms = timing.prove.as_millis() as u64,
             proofs_per_hour_per_worker = timing.proofs_per_hour,
             "benchmarked"

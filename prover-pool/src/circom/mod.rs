@@ -13,6 +13,7 @@
 //! the same wire and public-signal counts in r1cs and zkey, a domain that fits the constraints,
 //! and a witness generator for the same circuit (its witness and input sizes).
 
+pub mod bench;
 pub mod binfile;
 pub mod qap;
 pub mod r1cs;

@@ -135,7 +135,7 @@ pub async fn submit(
         .filter(|t| t.job.prover == Some(prover))
         .ok_or_else(|| not_yours(job_id))?;
     let input = ticket.input.clone().ok_or_else(|| ApiError::internal("a proving slot has no input"))?;
-    let circuit = state.circuits.resolve(&state.db, &ticket.class).await?;
+    let circuit = state.circuit(&ticket.class).await?;
     let (keys, text) = (state.keys.clone(), proof.clone());
     let verdict = tokio::task::spawn_blocking(move || circuit.verify(&keys, &input, &text))
         .await

@@ -34,6 +34,7 @@ use chrono::{DateTime, Utc};
 
 pub use agents::{claim, release, submit, SubmitOutcome, Wanted};
 pub use collateral::live_exposure;
+pub use context::AGENT_LIVE;
 
 use crate::background::SCHEDULER;
 use crate::error::ApiResult;
