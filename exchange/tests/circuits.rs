@@ -340,6 +340,17 @@ async fn a_registered_circuit_trades_like_the_built_in_one_and_its_proofs_check_
     std::fs::write(dir.join("public.json"), wrong.to_string()).unwrap();
     let refused = snarkjs(&["groth16", "verify", &path("vk.json"), &path("public.json"), &path("proof.json")]);
     assert!(!String::from_utf8_lossy(&refused.stdout).contains("OK!"), "snarkjs accepted a wrong signal");
+    // The oracle prices the circuit's class and reputation counts its deliveries.
+    let feed = format!("groth16-bn254:{id}:4:60");
+    let feeds = app.get("/v1/oracle/feeds", None).await.body;
+    assert!(feeds.to_string().contains(&feed), "the registered circuit has feeds: {feeds}");
+    pcx_exchange::service::oracle::tick(&app.state, app.now()).await.unwrap();
+    let latest = app.get(&format!("/v1/oracle/prices/latest?feed={feed}"), None).await;
+    assert_eq!(latest.status, 200, "{}", latest.body);
+    assert_eq!(latest.body["feed_id"], feed.as_str(), "{}", latest.body);
+    let reputation = app.get(&format!("/v1/provers/{prover_id}/reputation"), None).await.body;
+    let ours = reputation["classes"].as_array().unwrap().iter().find(|c| c["circuit"] == id.as_str()).cloned();
+    assert_eq!(ours.map(|c| c["delivered"].clone()), Some(json!(2)), "{reputation}");
     let summary = app.summary().await;
     assert_eq!(summary["balanced"], true, "{summary}");
 }

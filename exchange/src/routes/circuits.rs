@@ -191,6 +191,7 @@ pub async fn register(State(state): State<AppState>, caller: Caller, headers: He
     let (view, created) = circuits::register(&mut tx, owner, &upload, now).await?;
     if created {
         tx.commit().await?;
+        state.oracle.add_circuit(&view.circuit_id, view.size_log2);
         Ok((StatusCode::CREATED, Json(view)).into_response())
     } else {
         // Same files as a registered circuit: keep nothing of this upload.

@@ -53,7 +53,7 @@ pub async fn feeds(State(state): State<AppState>) -> Json<FeedsResponse> {
     let now = Utc::now();
     let feeds = state
         .oracle
-        .feeds
+        .feeds()
         .iter()
         .map(|f| {
             let latest = state.oracle.latest(&f.feed_id);

@@ -110,8 +110,9 @@ pub struct OracleSettings {
 pub struct OracleRuntime {
     /// The signing key.
     pub signer: OracleSigner,
-    /// Every feed.
-    pub feeds: Vec<Feed>,
+    /// Every feed: the built-in circuits' at start, a registered circuit's added when it is
+    /// registered (and at start for those registered before).
+    feeds: RwLock<Arc<Vec<Feed>>>,
     /// Aggregation parameters.
     pub params: Params,
     /// Settings.
@@ -126,7 +127,7 @@ pub struct OracleRuntime {
 
 impl std::fmt::Debug for OracleRuntime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OracleRuntime").field("feeds", &self.feeds.len()).finish()
+        f.debug_struct("OracleRuntime").field("feeds", &self.feeds().len()).finish()
     }
 }
 
@@ -205,10 +206,12 @@ impl OracleRuntime {
         let (events, _) = broadcast::channel(1024);
         let runtime = OracleRuntime {
             signer,
-            feeds: pcx_prover_pool::registry::CIRCUITS
-                .iter()
-                .flat_map(|c| all_feeds(c.system, c.name, c.min_size_log2..=c.max_size_log2))
-                .collect(),
+            feeds: RwLock::new(Arc::new(
+                pcx_prover_pool::registry::CIRCUITS
+                    .iter()
+                    .flat_map(|c| all_feeds(c.system, c.name, c.min_size_log2..=c.max_size_log2))
+                    .collect(),
+            )),
             params,
             settings: OracleSettings {
                 tick: (config.oracle_tick_ms > 0).then(|| std::time::Duration::from_millis(config.oracle_tick_ms)),
@@ -225,12 +228,15 @@ impl OracleRuntime {
             http: reqwest::Client::new(),
         };
         let mut conn = pool.acquire().await?;
+        for circuit in store::circuits::list(&mut conn).await? {
+            runtime.add_circuit(&circuit.id, u8::try_from(circuit.size_log2).unwrap_or(0));
+        }
         for row in store::oracle::latest_rounds(&mut conn).await? {
             if let Some(published) = runtime.published_from_row(row) {
                 runtime.remember(published);
             }
         }
-        tracing::info!(address = %runtime.signer.address(), feeds = runtime.feeds.len(), providers = runtime.providers.len(), "oracle ready");
+        tracing::info!(address = %runtime.signer.address(), feeds = runtime.feeds().len(), providers = runtime.providers.len(), "oracle ready");
         Ok(runtime)
     }
 
@@ -271,9 +277,25 @@ impl OracleRuntime {
         self.events.subscribe()
     }
 
+    /// Every feed, as of now.
+    pub fn feeds(&self) -> Arc<Vec<Feed>> {
+        Arc::clone(&self.feeds.read().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
     /// The feed with this id.
-    pub fn feed(&self, id: &str) -> Option<&Feed> {
-        self.feeds.iter().find(|f| f.feed_id == id)
+    pub fn feed(&self, id: &str) -> Option<Feed> {
+        self.feeds().iter().find(|f| f.feed_id == id).cloned()
+    }
+
+    /// Adds the feeds of a registered circuit (its size, every deadline bucket), once.
+    pub fn add_circuit(&self, circuit: &str, size_log2: u8) {
+        let mut feeds = self.feeds.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if feeds.iter().any(|f| f.proof_class.circuit == circuit) {
+            return;
+        }
+        let mut grown = Vec::clone(&feeds);
+        grown.extend(all_feeds(pcx_domain::ProofSystem::Groth16Bn254, circuit, [size_log2]));
+        *feeds = Arc::new(grown);
     }
 
     fn emit(&self, kind: &'static str, data: Value) {
@@ -361,7 +383,7 @@ pub async fn tick(state: &AppState, now: DateTime<Utc>) -> ApiResult<usize> {
     let rule = Publication { deviation: oracle.settings.deviation, heartbeat: oracle.settings.heartbeat };
 
     let mut published = 0;
-    for feed in &oracle.feeds {
+    for feed in oracle.feeds().iter() {
         let mut quotes = market_quotes(feed, &asks, &executed, now);
         for provider in providers.iter().filter(|p| p.status == ProviderState::Ok) {
             quotes.extend(external::quotes(feed, &provider.provider, &provider.machines, provider.fetched_at));
