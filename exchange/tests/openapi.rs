@@ -18,3 +18,34 @@ fn committed_openapi_matches_the_code() {
          `UPDATE_OPENAPI=1 cargo test -p pcx-exchange --test openapi`"
     );
 }
+
+/// Every parameter declared `in: path` names a `{placeholder}` of its path, and every
+/// placeholder is declared: a client generated from the spec can call every route.
+#[test]
+fn path_parameters_are_the_paths_placeholders() {
+    let spec: serde_json::Value = serde_json::from_str(&pcx_exchange::routes::openapi().to_json().unwrap()).unwrap();
+    let mut wrong = Vec::new();
+    for (path, operations) in spec["paths"].as_object().unwrap() {
+        let placeholders: Vec<&str> =
+            path.split('{').skip(1).filter_map(|rest| rest.split('}').next()).collect();
+        for (method, operation) in operations.as_object().unwrap() {
+            let parameters = operation["parameters"].as_array().cloned().unwrap_or_default();
+            let in_path: Vec<String> = parameters
+                .iter()
+                .filter(|p| p["in"] == "path")
+                .map(|p| p["name"].as_str().unwrap().to_owned())
+                .collect();
+            for name in &in_path {
+                if !placeholders.contains(&name.as_str()) {
+                    wrong.push(format!("{method} {path}: `{name}` is declared in: path but is not in the path"));
+                }
+            }
+            for placeholder in &placeholders {
+                if !in_path.iter().any(|n| n == placeholder) {
+                    wrong.push(format!("{method} {path}: {{{placeholder}}} is not declared as a path parameter"));
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}

@@ -104,6 +104,7 @@ pub async fn token(State(state): State<AppState>, ApiJson(req): ApiJson<TokenReq
 
 /// Wallet-login challenge request.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct NonceQuery {
     /// The wallet's address, `0x` and 40 hex digits.

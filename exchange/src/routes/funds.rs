@@ -79,6 +79,7 @@ pub async fn balances(State(state): State<AppState>, caller: Caller) -> ApiResul
 
 /// Paging of the ledger listing.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LedgerQuery {
     /// At most this many lines (1..=500, default 100).

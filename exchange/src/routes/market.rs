@@ -129,6 +129,7 @@ pub async fn create_offer(
 
 /// Filter of the book.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct BookQuery {
     /// Proof system, e.g. `groth16-bn254`.
@@ -272,6 +273,7 @@ pub struct ContractsResponse {
 
 /// Paging of the contract list.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ContractsQuery {
     /// At most this many (1..=200, default 50).
@@ -310,6 +312,7 @@ pub async fn get_contract(
 
 /// A page of slots.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SlotsQuery {
     /// First slot number (default 0).

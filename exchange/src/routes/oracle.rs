@@ -72,6 +72,7 @@ pub async fn feeds(State(state): State<AppState>) -> Json<FeedsResponse> {
 
 /// Which feed.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct FeedQuery {
     /// Feed id from `GET /v1/oracle/feeds`.
@@ -132,6 +133,7 @@ pub async fn curve(State(state): State<AppState>, ApiQuery(q): ApiQuery<FeedQuer
 
 /// A history query: rounds between two times, or the round in force at one time.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryQuery {
     /// Feed id.
