@@ -48,12 +48,19 @@ pub struct ProofClass {
     pub deadline_secs: u32,
 }
 
+/// The longest latency SLA a class may have: a week (a proof promised later than that is not a
+/// forward of proving capacity anyone prices).
+pub const MAX_DEADLINE_SECS: u32 = 7 * 24 * 3600;
+
 /// Why a proof class is malformed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProofClassError {
     /// The deadline is zero.
     #[error("deadline_secs must be at least 1")]
     ZeroDeadline,
+    /// The deadline is longer than [`MAX_DEADLINE_SECS`].
+    #[error("deadline_secs must be at most {MAX_DEADLINE_SECS} (7 days); got {0}")]
+    DeadlineTooLong(u32),
     /// The circuit name is empty.
     #[error("circuit must name a circuit of the registry, e.g. \"hash-chain\", or a registered circuit's id")]
     EmptyCircuit,
@@ -64,6 +71,9 @@ impl ProofClass {
     pub fn validate_shape(&self) -> Result<(), ProofClassError> {
         if self.deadline_secs == 0 {
             return Err(ProofClassError::ZeroDeadline);
+        }
+        if self.deadline_secs > MAX_DEADLINE_SECS {
+            return Err(ProofClassError::DeadlineTooLong(self.deadline_secs));
         }
         if self.circuit.trim().is_empty() {
             return Err(ProofClassError::EmptyCircuit);

@@ -47,11 +47,30 @@ pub enum ScheduleError {
     /// Starts in the past.
     #[error("schedule start is in the past; start at or after now")]
     StartInPast,
+    /// A time outside [`accepted_times`].
+    #[error("schedule start and end must be between 2000-01-01 and 2200-01-01 (UTC)")]
+    OutOfRange,
+}
+
+/// The earliest time the exchange accepts from a client: 2000-01-01T00:00:00Z.
+pub const EARLIEST_ACCEPTED_SECS: i64 = 946_684_800;
+/// The latest time the exchange accepts from a client: 2200-01-01T00:00:00Z (far from the
+/// ends of what dates can represent, so arithmetic on accepted times cannot overflow).
+pub const LATEST_ACCEPTED_SECS: i64 = 7_258_118_400;
+
+/// The times the exchange accepts from clients (schedules, offer windows, query ranges).
+pub fn accepted_times() -> std::ops::RangeInclusive<DateTime<Utc>> {
+    let at = |secs| DateTime::<Utc>::from_timestamp(secs, 0).unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
+    at(EARLIEST_ACCEPTED_SECS)..=at(LATEST_ACCEPTED_SECS)
 }
 
 impl Schedule {
     /// Checks the schedule against the exchange's rules at time `now`.
     pub fn validate(&self, min_cadence_secs: u32, now: DateTime<Utc>) -> Result<(), ScheduleError> {
+        let accepted = accepted_times();
+        if !accepted.contains(&self.start) || !accepted.contains(&self.end) {
+            return Err(ScheduleError::OutOfRange);
+        }
         if self.end <= self.start {
             return Err(ScheduleError::EndBeforeStart);
         }

@@ -324,6 +324,11 @@ impl From<sqlx::Error> for ApiError {
                 tracing::debug!(error = %err, "transaction aborted by a concurrent one");
                 ApiError::new(ErrorCode::Contention, "a concurrent change got in the way; retry the request")
             }
+            // numeric_value_out_of_range: an amount or a balance beyond NUMERIC(20, 6).
+            sqlx::Error::Database(ref db) if db.code().as_deref() == Some("22003") => ApiError::new(
+                ErrorCode::InvalidAmount,
+                "the amount, or the balance it would make, exceeds the largest the ledger holds (99999999999999.999999)",
+            ),
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
                 tracing::error!(error = %err, "database unavailable");
                 ApiError::new(ErrorCode::Unavailable, "the database is unavailable; retry shortly")

@@ -4,7 +4,10 @@ use pcx_domain::Money;
 
 use crate::error::{ApiError, ApiResult, ErrorCode};
 
-/// A positive amount with at most 6 decimals from its decimal-string form.
+/// The largest amount one request may move (balances hold up to 10^14: many such movements fit).
+pub const MAX_AMOUNT: i64 = 1_000_000_000_000;
+
+/// A positive amount with at most 6 decimals, at most [`MAX_AMOUNT`], from its decimal-string form.
 pub fn positive_amount(field: &str, text: &str) -> ApiResult<Money> {
     let amount = Money::parse(text)
         .map_err(|err| ApiError::new(ErrorCode::InvalidAmount, format!("{field}: {err}")))?;
@@ -13,6 +16,9 @@ pub fn positive_amount(field: &str, text: &str) -> ApiResult<Money> {
             ErrorCode::InvalidAmount,
             format!("{field}: must be greater than zero, got {text}"),
         ));
+    }
+    if amount.as_decimal() > rust_decimal::Decimal::from(MAX_AMOUNT) {
+        return Err(ApiError::new(ErrorCode::InvalidAmount, format!("{field}: must be at most {MAX_AMOUNT}, got {text}")));
     }
     Ok(amount)
 }

@@ -164,6 +164,10 @@ pub async fn history(State(state): State<AppState>, ApiQuery(q): ApiQuery<Histor
     if state.oracle.feed(&q.feed).is_none() {
         return Err(unknown_feed(&q.feed));
     }
+    let accepted = pcx_domain::schedule::accepted_times();
+    if [q.from, q.to, q.at].iter().flatten().any(|t| !accepted.contains(t)) {
+        return Err(ApiError::new(ErrorCode::InvalidQuery, "from, to and at must be between 2000-01-01 and 2200-01-01 (UTC)"));
+    }
     let now = Utc::now();
     let mut conn = state.db.acquire().await?;
     let rows = if let Some(at) = q.at {

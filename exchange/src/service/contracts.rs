@@ -114,7 +114,7 @@ pub struct QuoteView {
 
 fn schedule_error(err: ScheduleError) -> ApiError {
     let code = match err {
-        ScheduleError::EndBeforeStart => ErrorCode::InvalidSchedule,
+        ScheduleError::EndBeforeStart | ScheduleError::OutOfRange => ErrorCode::InvalidSchedule,
         ScheduleError::CadenceTooShort { .. } => ErrorCode::CadenceTooShort,
         ScheduleError::TermTooLong => ErrorCode::TermTooLong,
         ScheduleError::StartInPast => ErrorCode::StartInPast,
@@ -603,6 +603,9 @@ pub struct PrimaryReplaced {
 /// Slots `from..from + limit` of a contract: computed from its schedule and allocation blocks, with
 /// the state of those settlement has materialised.
 pub async fn slots(conn: &mut PgConnection, contract: &ContractView, from: u64, limit: u64) -> ApiResult<Vec<SlotView>> {
+    if from >= contract.slot_count {
+        return Ok(Vec::new());
+    }
     let end = from.saturating_add(limit).min(contract.slot_count);
     let records = store::slots::records(conn, contract.contract_id, from, end).await?;
     let deadline = Duration::seconds(i64::from(contract.proof_class.deadline_secs));
@@ -739,6 +742,12 @@ pub struct ProofView {
 /// The proof of a delivered slot.
 pub async fn proof(conn: &mut PgConnection, reader: Reader, contract_id: Uuid, n: u64) -> ApiResult<ProofView> {
     let contract = get(conn, reader, contract_id).await?;
+    if n >= contract.slot_count {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("slot {n} does not exist; the contract has slots 0 to {}", contract.slot_count.saturating_sub(1)),
+        ));
+    }
     let record = store::slots::records(conn, contract_id, n, n.saturating_add(1)).await?.pop();
     let state = record.as_ref().map_or(SlotState::Scheduled, |r| r.state);
     let not_delivered = || ApiError::new(ErrorCode::SlotNotDelivered, format!("slot {n} is {state}: it has no proof"));

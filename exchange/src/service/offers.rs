@@ -161,6 +161,13 @@ pub async fn create(
     now: DateTime<Utc>,
 ) -> ApiResult<OfferView> {
     let class = checked_class(conn, &input.proof_class).await?;
+    let accepted = pcx_domain::schedule::accepted_times();
+    if !accepted.contains(&input.window_start) || !accepted.contains(&input.window_end) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidWindow,
+            "window_start and window_end must be between 2000-01-01 and 2200-01-01 (UTC)",
+        ));
+    }
     if input.window_end <= input.window_start {
         return Err(ApiError::new(ErrorCode::InvalidWindow, "window_end must be after window_start"));
     }
