@@ -5,6 +5,8 @@
 //! - API keys are 256-bit random strings; only their SHA-256 is stored.
 //! - A token names its subject (`sub`: an account id or `admin`), its `role` and its expiry (`exp`);
 //!   it is HS256-signed with the server secret and checked, expiry included, on every private route.
+//!   A token minted from an API key also names that key (`key_id`), so that revoking the key
+//!   ends its tokens at once (the `Caller` extractor checks the key is live).
 //! - A wallet-login message is the exact text handed out with its nonce; the signature must recover
 //!   the address that message names.
 
@@ -14,6 +16,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use uuid::Uuid;
 
 use pcx_domain::{AccountId, Role};
 
@@ -26,6 +29,15 @@ pub const ADMIN_SUBJECT: &str = "admin";
 /// A new random API key: `pcx_` and 64 hex digits.
 pub fn generate_api_key() -> String {
     format!("{API_KEY_PREFIX}{}", random_hex(32))
+}
+
+/// Characters of a key kept to recognise it by (`pcx_` and 8 hex digits: 32 of its 256 bits).
+pub const API_KEY_SHOWN_CHARS: usize = API_KEY_PREFIX.len() + 8;
+
+/// The recognisable start of an API key, as listed to its owner: enough to tell keys apart,
+/// far too little to use one.
+pub fn api_key_prefix(key: &str) -> String {
+    key.chars().take(API_KEY_SHOWN_CHARS).collect()
 }
 
 /// `n` random bytes as hex.
@@ -75,6 +87,9 @@ pub struct Claims {
     pub exp: i64,
     /// Issue time, seconds since the epoch.
     pub iat: i64,
+    /// The API key the token was minted from; absent for wallet logins and the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<Uuid>,
 }
 
 /// A verified caller: who, and in which role.
@@ -84,6 +99,9 @@ pub struct Caller {
     pub principal: Principal,
     /// In which role.
     pub role: Role,
+    /// The API key its token was minted from (`None`: wallet login, the operator, or a token
+    /// issued before keys were named in tokens).
+    pub key_id: Option<Uuid>,
 }
 
 /// Why a token is refused.
@@ -102,6 +120,9 @@ pub enum TokenError {
 pub struct TokenKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
+    /// The secret before the last rotation, still accepted until the Unix time given (its
+    /// tokens were issued before the rotation and live at most one token lifetime).
+    previous: Option<(DecodingKey, i64)>,
 }
 
 impl std::fmt::Debug for TokenKeys {
@@ -113,7 +134,13 @@ impl std::fmt::Debug for TokenKeys {
 impl TokenKeys {
     /// Keys from a secret.
     pub fn from_secret(secret: &[u8]) -> Self {
-        Self { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret) }
+        Self { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret), previous: None }
+    }
+
+    /// Also accepts tokens signed with `previous` until `until` (a rotation's grace period).
+    pub fn with_previous(mut self, previous: &[u8], until: DateTime<Utc>) -> Self {
+        self.previous = Some((DecodingKey::from_secret(previous), until.timestamp()));
+        self
     }
 
     /// A signed token for `caller`, valid until `expires_at`.
@@ -123,6 +150,7 @@ impl TokenKeys {
             role: caller.role,
             exp: expires_at.timestamp(),
             iat: now.timestamp(),
+            key_id: caller.key_id,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .expect("HS256 encoding of plain claims cannot fail")
@@ -133,11 +161,19 @@ impl TokenKeys {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(|err| {
-            match err.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
-                _ => TokenError::Invalid(err.to_string()),
+        let decoded = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation);
+        let decoded = match (&decoded, &self.previous) {
+            (Err(err), Some((previous, until)))
+                if matches!(err.kind(), jsonwebtoken::errors::ErrorKind::InvalidSignature)
+                    && Utc::now().timestamp() < *until =>
+            {
+                jsonwebtoken::decode::<Claims>(token, previous, &validation)
             }
+            _ => decoded,
+        };
+        let data = decoded.map_err(|err| match err.kind() {
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+            _ => TokenError::Invalid(err.to_string()),
         })?;
         let claims = data.claims;
         let principal = match (claims.role, claims.sub.as_str()) {
@@ -147,7 +183,7 @@ impl TokenKeys {
             ),
             _ => return Err(TokenError::Invalid("sub does not match role".into())),
         };
-        Ok(Caller { principal, role: claims.role })
+        Ok(Caller { principal, role: claims.role, key_id: claims.key_id })
     }
 }
 
@@ -250,10 +286,12 @@ mod tests {
     #[test]
     fn tokens_round_trip_and_expire() {
         let keys = TokenKeys::from_secret(b"secret");
-        let caller = Caller { principal: Principal::Account(AccountId::new_random()), role: Role::Buyer };
+        let caller = Caller { principal: Principal::Account(AccountId::new_random()), role: Role::Buyer, key_id: None };
         let now = Utc::now();
         let token = keys.issue(caller, now, now + chrono::Duration::seconds(60));
         assert_eq!(keys.verify(&token).unwrap(), caller);
+        let keyed = Caller { key_id: Some(Uuid::new_v4()), ..caller };
+        assert_eq!(keys.verify(&keys.issue(keyed, now, now + chrono::Duration::seconds(60))).unwrap(), keyed);
         let old = keys.issue(caller, now, now - chrono::Duration::seconds(1));
         assert!(matches!(keys.verify(&old), Err(TokenError::Expired)));
         let other = TokenKeys::from_secret(b"other");
@@ -266,7 +304,7 @@ mod tests {
         let now = Utc::now();
         let forged = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
-            &Claims { sub: AccountId::new_random().to_string(), role: Role::Admin, exp: now.timestamp() + 60, iat: 0 },
+            &Claims { sub: AccountId::new_random().to_string(), role: Role::Admin, exp: now.timestamp() + 60, iat: 0, key_id: None },
             &EncodingKey::from_secret(b"secret"),
         )
         .unwrap();
@@ -279,6 +317,7 @@ mod tests {
         assert!(a.starts_with(API_KEY_PREFIX) && a.len() == 4 + 64);
         assert_ne!(a, generate_api_key());
         assert_eq!(hash_api_key(&a).len(), 32);
+        assert_eq!(api_key_prefix(&a), a[..12]);
     }
 
     #[test]

@@ -12,8 +12,8 @@
 //! | port of the private cluster | `PCX_EMBEDDED_PORT` | `54329` |
 //! | PostgreSQL binaries for the private cluster | `PCX_POSTGRES_BIN_DIR` | newest `/usr/lib/postgresql/*/bin`, else PATH |
 //! | database pool size | `PCX_DB_MAX_CONNECTIONS` | `16` |
-//! | admin API key | `PCX_ADMIN_API_KEY` | generated once, stored in the database, logged at start |
-//! | JWT signing secret | `PCX_JWT_SECRET` | generated once, stored in the database |
+//! | admin API key | `PCX_ADMIN_API_KEY` | generated once into `<data dir>/secrets/admin_api_key` (0600, shown on the starting terminal); only its hash in the database |
+//! | JWT signing secret | `PCX_JWT_SECRET`, or a file: `PCX_JWT_SECRET_FILE` | generated once into `<data dir>/secrets/jwt_secret` (0600) |
 //! | token lifetime | `PCX_TOKEN_TTL_SECS` | `3600` |
 //! | wallet-login nonce lifetime | `PCX_WALLET_NONCE_TTL_SECS` | `300` |
 //! | public URL (wallet-login messages) | `PCX_PUBLIC_URL` | `http://<listen address>` |
@@ -35,13 +35,16 @@
 //! | rows per scheduler query | `PCX_SETTLEMENT_BATCH` | `200` |
 //! | collateral re-check period (0: every tick) | `PCX_COLLATERAL_CHECK_SECS` | `30` |
 //! | `/health` degrades when a background loop's last tick is older than | `PCX_HEALTH_STALL_SECS` | `30` |
+//! | header read timeout (also closes idle keep-alive connections) | `PCX_HEADER_READ_TIMEOUT_SECS` | `10` |
+//! | request timeout (claims: +30 s; SSE: none) | `PCX_REQUEST_TIMEOUT_SECS` | `30` |
+//! | circuit upload timeout | `PCX_UPLOAD_TIMEOUT_SECS` | `900` |
 //! | Groth16 keys directory | `PCX_KEYS_DIR` | the prover agent's default (`$PCX_DATA_DIR/keys`, else `~/.cache/pcx/keys`) |
 //! | deterministic development keys for hash-chain (forgeable; tests, benchmarks) | `PCX_DEV_KEYS` | `false` |
 //! | oracle recompute period (0: off) | `PCX_ORACLE_TICK_MS` | `1000` |
 //! | oracle heartbeat | `PCX_ORACLE_HEARTBEAT_SECS` | `60` |
 //! | oracle deviation threshold | `PCX_ORACLE_DEVIATION_BPS` | `100` (1%) |
 //! | oracle minimum sources | `PCX_ORACLE_MIN_SOURCES` | `3` |
-//! | oracle signing key | `PCX_ORACLE_KEY` | generated once, stored in the database |
+//! | oracle signing key | `PCX_ORACLE_KEY`, or a file: `PCX_ORACLE_KEY_FILE` | generated once into `<data dir>/secrets/oracle_key` (0600) |
 //! | EIP-712 chain id | `PCX_ORACLE_CHAIN_ID` | `1` |
 //! | external providers file | `PCX_ORACLE_PROVIDERS` | none |
 //! | provider fetch timeout | `PCX_ORACLE_PROVIDER_TIMEOUT_MS` | `2000` |
@@ -115,13 +118,20 @@ pub struct ServeConfig {
     #[command(flatten)]
     pub db: DbConfig,
 
-    /// API key of the operator (admin). Unset: one is generated, stored, and logged at start.
+    /// API key of the operator (admin). Unset: one is generated once into
+    /// `<data dir>/secrets/admin_api_key` (mode 0600; shown on the terminal that started the
+    /// server); only its hash is stored in the database, and it is never logged.
     #[arg(long, env = "PCX_ADMIN_API_KEY", hide_env_values = true)]
     pub admin_api_key: Option<String>,
 
-    /// Secret that signs access tokens (HS256). Unset: one is generated and stored in the database.
+    /// Secret that signs access tokens (HS256). Unset: `PCX_JWT_SECRET_FILE`, else generated once
+    /// into `<data dir>/secrets/jwt_secret` (mode 0600; rotate with `pcx secrets rotate-jwt`).
     #[arg(long, env = "PCX_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+
+    /// A file holding the JWT secret (instead of `PCX_JWT_SECRET`); must not be readable by others.
+    #[arg(long, env = "PCX_JWT_SECRET_FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
 
     /// Lifetime of access tokens, in seconds.
     #[arg(long, env = "PCX_TOKEN_TTL_SECS", default_value_t = 3600)]
@@ -138,6 +148,22 @@ pub struct ServeConfig {
     /// Shortest slot cadence accepted, in seconds (tests and the demo lower it to 10).
     #[arg(long, env = "PCX_MIN_CADENCE_SECS", default_value_t = 60)]
     pub min_cadence_secs: u32,
+
+    /// A request's headers must arrive within this many seconds; a keep-alive connection that
+    /// sends nothing for as long is closed.
+    #[arg(long, env = "PCX_HEADER_READ_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_read_timeout_secs: u32,
+
+    /// Ordinary requests must be answered within this many seconds (else 408
+    /// `request_timeout`); agent claims wait at most 30 s plus this, circuit uploads have
+    /// `PCX_UPLOAD_TIMEOUT_SECS`, the SSE stream is bounded by its subscriber cap.
+    #[arg(long, env = "PCX_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u32,
+
+    /// A circuit upload (`POST /v1/circuits`, including its checks) must finish within this many
+    /// seconds.
+    #[arg(long, env = "PCX_UPLOAD_TIMEOUT_SECS", default_value_t = 900)]
+    pub upload_timeout_secs: u32,
 
     /// Largest circuit upload (`POST /v1/circuits`: r1cs + wasm + zkey + sample input), in bytes.
     /// 1 GiB holds a snarkjs setup of about a million constraints.
@@ -176,9 +202,14 @@ pub struct OracleConfig {
     #[arg(long, env = "PCX_ORACLE_MIN_SOURCES", default_value_t = 3)]
     pub oracle_min_sources: usize,
 
-    /// The oracle's signing key (32 bytes hex). Unset: generated once and stored in the database.
+    /// The oracle's signing key (32 bytes hex). Unset: `PCX_ORACLE_KEY_FILE`, else generated once
+    /// into `<data dir>/secrets/oracle_key` (mode 0600).
     #[arg(long, env = "PCX_ORACLE_KEY", hide_env_values = true)]
     pub oracle_key: Option<String>,
+
+    /// A file holding the oracle's signing key (instead of `PCX_ORACLE_KEY`).
+    #[arg(long, env = "PCX_ORACLE_KEY_FILE")]
+    pub oracle_key_file: Option<PathBuf>,
 
     /// Chain id in the EIP-712 domain of signed rounds.
     #[arg(long, env = "PCX_ORACLE_CHAIN_ID", default_value_t = 1)]
@@ -412,6 +443,10 @@ pub struct Settings {
     pub min_cadence_secs: u32,
     /// Largest circuit upload, in bytes.
     pub max_circuit_bytes: u64,
+    /// Bound on ordinary requests.
+    pub request_timeout: std::time::Duration,
+    /// Bound on circuit uploads.
+    pub upload_timeout: std::time::Duration,
     /// Market rules.
     pub market: MarketSettings,
     /// Settlement timings.
@@ -433,6 +468,8 @@ impl Settings {
                 .to_owned(),
             min_cadence_secs: config.min_cadence_secs,
             max_circuit_bytes: config.max_circuit_bytes,
+            request_timeout: std::time::Duration::from_secs(u64::from(config.request_timeout_secs.max(1))),
+            upload_timeout: std::time::Duration::from_secs(u64::from(config.upload_timeout_secs.max(1))),
             settlement: config.settlement.resolve(&market)?,
             market,
         })

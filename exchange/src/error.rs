@@ -19,6 +19,8 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     /// 413: body too large.
     PayloadTooLarge,
+    /// 408: the request took longer than its route's bound (a slow client or body).
+    RequestTimeout,
     /// 422: the JSON has wrong types, unknown or missing fields, unknown enum values.
     InvalidBody,
     /// 422: a query string parameter is invalid.
@@ -35,9 +37,9 @@ pub enum ErrorCode {
     InvalidIdempotencyKey,
     /// 401: no bearer token.
     Unauthenticated,
-    /// 401: the bearer token is forged, malformed or expired.
+    /// 401: the bearer token is forged, malformed or expired, or the API key it was minted from is revoked.
     InvalidToken,
-    /// 401: the API key is unknown.
+    /// 401: the API key is unknown or revoked (one answer for both).
     InvalidApiKey,
     /// 401: the wallet signature does not verify, or the nonce is unknown, used or expired.
     InvalidSignature,
@@ -53,6 +55,12 @@ pub enum ErrorCode {
     InsufficientFunds,
     /// 409: a conflicting concurrent change; retry.
     Conflict,
+    /// 409: the account already holds the most live API keys it may (20).
+    TooManyApiKeys,
+    /// 409: revoking the last live API key of an account without a wallet needs `?force=true`.
+    LastApiKey,
+    /// 409: the API key is already revoked (it cannot be rotated).
+    ApiKeyRevoked,
     /// 422: the proof class is not in the circuit registry or is malformed.
     InvalidProofClass,
     /// 422: an offer window is empty or longer than 5 years.
@@ -104,10 +112,11 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for the documentation table and its test.
-    pub const ALL: [ErrorCode; 43] = [
+    pub const ALL: [ErrorCode; 47] = [
         ErrorCode::MalformedJson,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::PayloadTooLarge,
+        ErrorCode::RequestTimeout,
         ErrorCode::InvalidBody,
         ErrorCode::InvalidQuery,
         ErrorCode::InvalidPath,
@@ -125,6 +134,9 @@ impl ErrorCode {
         ErrorCode::MethodNotAllowed,
         ErrorCode::InsufficientFunds,
         ErrorCode::Conflict,
+        ErrorCode::TooManyApiKeys,
+        ErrorCode::LastApiKey,
+        ErrorCode::ApiKeyRevoked,
         ErrorCode::InvalidProofClass,
         ErrorCode::InvalidWindow,
         ErrorCode::WindowInPast,
@@ -157,6 +169,7 @@ impl ErrorCode {
             MalformedJson => ("malformed_json", StatusCode::BAD_REQUEST),
             UnsupportedMediaType => ("unsupported_media_type", StatusCode::UNSUPPORTED_MEDIA_TYPE),
             PayloadTooLarge => ("payload_too_large", StatusCode::PAYLOAD_TOO_LARGE),
+            RequestTimeout => ("request_timeout", StatusCode::REQUEST_TIMEOUT),
             InvalidBody => ("invalid_body", StatusCode::UNPROCESSABLE_ENTITY),
             InvalidQuery => ("invalid_query", StatusCode::UNPROCESSABLE_ENTITY),
             InvalidPath => ("invalid_path", StatusCode::UNPROCESSABLE_ENTITY),
@@ -174,6 +187,9 @@ impl ErrorCode {
             MethodNotAllowed => ("method_not_allowed", StatusCode::METHOD_NOT_ALLOWED),
             InsufficientFunds => ("insufficient_funds", StatusCode::CONFLICT),
             Conflict => ("conflict", StatusCode::CONFLICT),
+            TooManyApiKeys => ("too_many_api_keys", StatusCode::CONFLICT),
+            LastApiKey => ("last_api_key", StatusCode::CONFLICT),
+            ApiKeyRevoked => ("api_key_revoked", StatusCode::CONFLICT),
             InvalidProofClass => ("invalid_proof_class", StatusCode::UNPROCESSABLE_ENTITY),
             InvalidWindow => ("invalid_window", StatusCode::UNPROCESSABLE_ENTITY),
             WindowInPast => ("window_in_past", StatusCode::UNPROCESSABLE_ENTITY),

@@ -7,9 +7,9 @@ use axum::http::request::Parts;
 use axum::http::header::AUTHORIZATION;
 use serde::de::DeserializeOwned;
 
-use crate::auth::{Caller, TokenError};
+use crate::auth::{Caller, Principal, TokenError};
 use crate::error::{ApiError, ErrorCode};
-use crate::AppState;
+use crate::{store, AppState};
 
 /// A JSON body. Malformed JSON is a 400, wrong types/unknown or missing fields a 422, a missing
 /// content type a 415, each with the envelope and serde's explanation of what is wrong.
@@ -76,6 +76,11 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
     }
 }
 
+/// The bearer token, verified: signature, expiry, and, for a token minted from an API key, that
+/// the key is still live. A revoked key's tokens are refused from the moment it is revoked, on
+/// every replica: the check is one primary-key lookup in the shared database (no cache that
+/// another replica's revocation would have to invalidate). Tokens without a key (wallet logins,
+/// the operator's) are bounded by their lifetime only.
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
@@ -95,13 +100,24 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(|| {
                 ApiError::new(ErrorCode::Unauthenticated, "the Authorization header must be `Bearer <token>`")
             })?;
-        state.tokens.verify(token).map_err(|err| match err {
+        let caller = state.tokens.verify(token).map_err(|err| match err {
             TokenError::Expired => ApiError::new(ErrorCode::InvalidToken, err.to_string()),
             TokenError::Invalid(_) => ApiError::new(
                 ErrorCode::InvalidToken,
                 "the token is not valid (bad signature, malformed or tampered); get a new one from POST /v1/auth/token",
             ),
-        })
+        })?;
+        if let (Some(key_id), Principal::Account(account)) = (caller.key_id, caller.principal) {
+            let mut conn = state.db.acquire().await?;
+            if !store::api_keys::is_live(&mut conn, key_id, account).await? {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidToken,
+                    "the API key this token was minted from has been revoked, and its tokens with it; get a new \
+                     token from POST /v1/auth/token with a live key",
+                ));
+            }
+        }
+        Ok(caller)
     }
 }
 

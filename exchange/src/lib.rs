@@ -30,10 +30,12 @@ pub mod error;
 pub mod extract;
 pub mod idempotency;
 pub mod inprocess;
+pub mod limits;
 pub mod metrics;
 pub mod periodic;
 pub mod retry;
 pub mod routes;
+pub mod secrets;
 pub mod service;
 pub mod store;
 pub mod validate;
@@ -82,30 +84,57 @@ pub struct AppState {
     pub clock: Arc<dyn clock::Clock>,
 }
 
+/// The generated admin key's hash: made (and shown once) on the first start without
+/// `PCX_ADMIN_API_KEY`, then read back; the key itself is never logged.
+async fn admin_key_hash(db: &sqlx::PgPool, secrets: &secrets::SecretsDir) -> anyhow::Result<Vec<u8>> {
+    let path = secrets.path(secrets::ADMIN_API_KEY);
+    if let Some(hash) = secrets::admin_key_hash(db).await? {
+        tracing::info!(path = %path.display(), "PCX_ADMIN_API_KEY is not set; the operator's generated key is in this file (mode 0600)");
+        return Ok(hash);
+    }
+    let (key, made) = secrets.load_or_create(secrets::ADMIN_API_KEY, auth::generate_api_key)?;
+    let hash = auth::hash_api_key(&key);
+    secrets::store_admin_key_hash(db, &hash).await?;
+    // Another replica may have stored its key first: the stored hash is the market's.
+    let stored = secrets::admin_key_hash(db).await?.unwrap_or_else(|| hash.clone());
+    if made && stored == hash {
+        use std::io::IsTerminal;
+        if std::io::stderr().is_terminal() {
+            eprintln!("pcx: the operator's API key (shown once; also in {}, mode 0600): {key}", path.display());
+        }
+    }
+    tracing::warn!(path = %path.display(), "PCX_ADMIN_API_KEY is not set; generated the operator's API key into this file (mode 0600)");
+    Ok(stored)
+}
+
 impl AppState {
-    /// Builds the state: resolves the JWT secret and the admin key (configured, or generated once and
-    /// stored in the database).
+    /// Builds the state: resolves the JWT secret and the admin key (configured, or generated once
+    /// into 0600 files under the data directory; see [`secrets`]).
     pub async fn new(db: PgPool, config: &ServeConfig, settings: Settings) -> anyhow::Result<AppState> {
-        let jwt_secret = match &config.jwt_secret {
-            Some(secret) if secret.len() >= 16 => secret.clone(),
-            Some(_) => anyhow::bail!("PCX_JWT_SECRET must be at least 16 characters"),
-            None => store::secrets::get_or_create(&db, "jwt_secret", || auth::random_hex(32))
-                .await
-                .context("reading the stored JWT secret")?,
+        let secrets = secrets::SecretsDir::new(&config.db.resolved_data_dir());
+        secrets::migrate_legacy(&db, &secrets).await?;
+        let jwt_secret = match (&config.jwt_secret, &config.jwt_secret_file) {
+            (Some(secret), _) => secret.clone(),
+            (None, Some(path)) => secrets::read_secret(path)?
+                .with_context(|| format!("PCX_JWT_SECRET_FILE {} does not exist", path.display()))?,
+            (None, None) => secrets.load_or_create(secrets::JWT_SECRET, || auth::random_hex(32))?.0,
         };
-        let admin_key = match &config.admin_api_key {
-            Some(key) if key.len() >= 16 => key.clone(),
-            Some(_) => anyhow::bail!("PCX_ADMIN_API_KEY must be at least 16 characters"),
-            None => {
-                let key = store::secrets::get_or_create(&db, "admin_api_key", auth::generate_api_key)
-                    .await
-                    .context("reading the stored admin API key")?;
-                tracing::warn!(
-                    admin_api_key = %key,
-                    "PCX_ADMIN_API_KEY is not set; using the generated admin key stored in the database"
-                );
-                key
+        if jwt_secret.len() < 16 {
+            anyhow::bail!("the JWT secret must be at least 16 characters");
+        }
+        let mut tokens = TokenKeys::from_secret(jwt_secret.as_bytes());
+        if config.jwt_secret.is_none() && config.jwt_secret_file.is_none() {
+            if let Some((previous, until)) = secrets::previous_jwt_secret(&secrets)? {
+                if until > chrono::Utc::now() {
+                    tracing::info!(until = %until.to_rfc3339(), "tokens signed with the previous JWT secret are accepted until then");
+                    tokens = tokens.with_previous(previous.as_bytes(), until);
+                }
             }
+        }
+        let admin_key_hash = match &config.admin_api_key {
+            Some(key) if key.len() >= 16 => auth::hash_api_key(key),
+            Some(_) => anyhow::bail!("PCX_ADMIN_API_KEY must be at least 16 characters"),
+            None => admin_key_hash(&db, &secrets).await?,
         };
         let dev_keys = config.settlement.dev_keys;
         let origin = match dev_keys {
@@ -126,8 +155,8 @@ impl AppState {
             keys_warmer.warm(&class);
         }
         Ok(AppState {
-            tokens: Arc::new(TokenKeys::from_secret(jwt_secret.as_bytes())),
-            admin_key_hash: Arc::new(auth::hash_api_key(&admin_key)),
+            tokens: Arc::new(tokens),
+            admin_key_hash: Arc::new(admin_key_hash),
             settings: Arc::new(settings),
             metrics: Arc::new(Metrics::default()),
             keys,
@@ -135,7 +164,7 @@ impl AppState {
             circuits: Arc::default(),
             setups,
             background: Arc::new(background::Background::default()),
-            oracle: Arc::new(service::oracle::OracleRuntime::new(&db, &config.oracle).await?),
+            oracle: Arc::new(service::oracle::OracleRuntime::new(&db, &config.oracle, &secrets).await?),
             clock: Arc::new(clock::SystemClock),
             db,
         })
@@ -175,6 +204,7 @@ pub fn app(state: AppState) -> Router {
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), limits::request_deadline))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_panic| {
             ApiError::internal("a request handler panicked").into_response()
@@ -182,13 +212,73 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then finishes in-flight requests.
+/// Limits of the HTTP server on each connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLimits {
+    /// A request's headers must arrive within this; it also closes a keep-alive connection
+    /// that sends no next request for that long (idle).
+    pub header_read_timeout: std::time::Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits { header_read_timeout: std::time::Duration::from_secs(10) }
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then finishes in-flight requests, with
+/// the default [`ServerLimits`].
 pub async fn run(
     listener: TcpListener,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    run_with_limits(listener, app, shutdown, ServerLimits::default()).await
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves; each connection is HTTP/1.1 with
+/// `limits` (a slow or silent client cannot hold one open), and at shutdown the server stops
+/// accepting and waits for the requests in flight.
+pub async fn run_with_limits(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    limits: ServerLimits,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+    let mut make_service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors and the like: wait a little rather than spin.
+                    tracing::warn!(error = %err, "accepting a connection failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = match tower::Service::call(&mut make_service, peer).await {
+            Ok(service) => service,
+            Err(never) => match never {},
+        };
+        let connection = builder.serve_connection(TokioIo::new(stream), hyper_util::service::TowerToHyperService::new(service));
+        let watched = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(err) = watched.await {
+                tracing::debug!(error = %err, %peer, "connection closed with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 /// Resolves when the process receives SIGTERM or Ctrl-C.
@@ -229,7 +319,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let (stop_scheduler, scheduler_stopped) = tokio::sync::watch::channel(false);
     let scheduler = tokio::spawn(service::settlement::run_scheduler(state.clone(), scheduler_stopped.clone()));
     let oracle = tokio::spawn(service::oracle::run_oracle(state.clone(), scheduler_stopped));
-    let served = run(listener, app(state), shutdown_signal()).await;
+    let limits = ServerLimits { header_read_timeout: std::time::Duration::from_secs(u64::from(config.header_read_timeout_secs.max(1))) };
+    let served = run_with_limits(listener, app(state), shutdown_signal(), limits).await;
     let _ = stop_scheduler.send(true);
     let _ = scheduler.await;
     let _ = oracle.await;

@@ -26,10 +26,30 @@ enum Command {
     /// Run the whole market on this machine for a few minutes: exchange, three prover agents (one
     /// missing on purpose) and a buyer; prints live progress and a summary.
     Demo(pcx_exchange::demo::DemoArgs),
+    /// The exchange's generated secrets (in `<data dir>/secrets/`, mode 0600).
+    Secrets {
+        /// What to do.
+        #[command(subcommand)]
+        which: SecretsCommand,
+    },
     /// Benchmarks that print figures.
     Bench {
         #[command(subcommand)]
         which: BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SecretsCommand {
+    /// A new JWT secret; tokens signed with the old one stay valid for `--grace-secs` (default:
+    /// one token lifetime). Servers pick it up when they (re)start.
+    RotateJwt {
+        /// How long tokens of the old secret are still accepted, in seconds.
+        #[arg(long, env = "PCX_TOKEN_TTL_SECS", default_value_t = 3600)]
+        grace_secs: u32,
+        /// Where the data directory is.
+        #[command(flatten)]
+        db: DbConfig,
     },
 }
 
@@ -80,6 +100,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Command::Prover(cli) => pcx_prover_pool::agent::main(cli).await,
             Command::Demo(args) => pcx_exchange::demo::run(args).await,
+            Command::Secrets { which: SecretsCommand::RotateJwt { grace_secs, db } } => {
+                let dir = pcx_exchange::secrets::SecretsDir::new(&db.resolved_data_dir());
+                let until = chrono::Utc::now() + chrono::Duration::seconds(i64::from(grace_secs));
+                pcx_exchange::secrets::rotate_jwt(&dir, &pcx_exchange::auth::random_hex(32), until)?;
+                println!(
+                    "rotated the JWT secret in {}; tokens of the old one are accepted until {} by servers (re)started now",
+                    dir.path(pcx_exchange::secrets::JWT_SECRET).display(),
+                    until.to_rfc3339()
+                );
+                Ok(())
+            }
             Command::Openapi => {
                 println!("{}", pcx_exchange::routes::openapi().to_pretty_json()?);
                 Ok(())

@@ -1,7 +1,8 @@
 //! Prometheus metrics of the HTTP API: request counts and latency histograms by route and status.
 //!
 //! Routes are labelled by their template (`/v1/contracts/{id}`), never the raw path, so the number
-//! of series stays bounded; requests that match no route share the label `unmatched`.
+//! of series stays bounded; requests that match no route share the label `unmatched`, and methods
+//! other than the standard ones share `other`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -86,10 +87,26 @@ fn escape(label: &str) -> String {
     label.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
+/// The method as a label: one of the standard methods, else `other` (a client may send any
+/// token as a method; each must not become a series of its own).
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 /// Middleware: times every request, records it, and logs it.
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method()).to_owned();
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -105,6 +122,14 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invented_methods_share_one_label() {
+        for made_up in ["FOO", "BAR1", "PROPFIND"] {
+            assert_eq!(method_label(&axum::http::Method::from_bytes(made_up.as_bytes()).unwrap()), "other");
+        }
+        assert_eq!(method_label(&axum::http::Method::DELETE), "DELETE");
+    }
 
     #[test]
     fn renders_counters_and_cumulative_buckets() {

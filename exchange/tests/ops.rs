@@ -41,3 +41,17 @@ async fn openapi_and_swagger_ui_are_served() {
     assert_eq!(docs.status(), 200);
     assert!(docs.text().await.unwrap().contains("swagger"));
 }
+
+#[tokio::test]
+async fn invented_methods_and_paths_do_not_grow_the_metrics() {
+    let app = common::spawn_app().await;
+    for i in 0..30 {
+        let method = reqwest::Method::from_bytes(format!("M{i}X").as_bytes()).unwrap();
+        app.http.request(method, app.url("/health")).send().await.unwrap();
+        app.http.get(app.url(&format!("/no/such/path/{i}"))).send().await.unwrap();
+    }
+    let text = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let series = text.lines().filter(|l| l.starts_with("pcx_http_requests_total{")).count();
+    assert!(series <= 6, "{series} series from 60 odd requests:\n{text}");
+    assert!(!text.contains("M1X") && !text.contains("/no/such"), "{text}");
+}

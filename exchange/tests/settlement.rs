@@ -28,12 +28,19 @@ fn agent(base: &str, api_key: &str, fault: Option<Fault>) -> tokio::sync::onesho
     args.sizes = vec![10];
     args.fault = fault;
     args.claim_wait_secs = 2;
-    args.keys_dir = Some(common::common_keys_dir());
+    // The exchange runs with production keys (made from OS randomness): its agents download them
+    // into a folder of their own, never into the development keys the other tests share.
+    args.keys_dir = Some(agent_keys_dir());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(run_agent(args, async move {
         let _ = stopped.await;
     }));
     stop
+}
+
+fn agent_keys_dir() -> std::path::PathBuf {
+    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| std::env::temp_dir().join(format!("pcx-settlement-agents-{}", std::process::id()))).clone()
 }
 
 struct Exchange {

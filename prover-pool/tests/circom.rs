@@ -54,6 +54,7 @@ fn fixtures_have_the_shapes_snarkjs_reports() {
     assert_eq!((shape.constraints, shape.wires, shape.public_signals, shape.private_inputs), (2068, 2072, 3, 1));
     assert_eq!((shape.size_log2, zkey.header.domain_size), (12, 4096));
     assert!(poseidon.generator.circom_version >= 2);
+    assert_eq!(poseidon.generator.circom_version_full, "2.2.2", "circom2 0.2.22 is circom 2.2.2");
 }
 
 #[test]

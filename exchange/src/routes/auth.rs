@@ -6,6 +6,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
 
 use pcx_domain::{AccountId, AccountRole, Role};
 
@@ -27,7 +28,8 @@ pub struct RegisterRequest {
     pub role: AccountRole,
 }
 
-/// A new account and its API key. The key is shown only here; keep it.
+/// A new account and its first API key. The key is shown only here; keep it. More keys, their
+/// listing, revocation and rotation: `/v1/accounts/me/api_keys`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RegisterResponse {
     /// The account id.
@@ -38,6 +40,8 @@ pub struct RegisterResponse {
     pub role: AccountRole,
     /// The API key, exchanged for tokens at `POST /v1/auth/token`. Stored hashed: it cannot be shown again.
     pub api_key: String,
+    /// The key's id, as `GET /v1/accounts/me/api_keys` lists it.
+    pub key_id: Uuid,
 }
 
 /// Registers an account. Not idempotent on purpose: the response carries a secret that the
@@ -49,11 +53,16 @@ pub async fn register(
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> ApiResult<(StatusCode, Json<RegisterResponse>)> {
     let name = validate::display_name(&req.name)?;
-    let mut conn = state.db.acquire().await?;
-    let (account, api_key) = accounts::register(&mut conn, &name, req.role).await?;
+    let (account, key) = accounts::register(&state, &name, req.role).await?;
     Ok((
         StatusCode::CREATED,
-        Json(RegisterResponse { account_id: account.id, name: account.name, role: account.role, api_key }),
+        Json(RegisterResponse {
+            account_id: account.id,
+            name: account.name,
+            role: account.role,
+            api_key: key.api_key,
+            key_id: key.row.id,
+        }),
     ))
 }
 
@@ -61,14 +70,15 @@ pub async fn register(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
-    /// An account's API key, or the operator's (`PCX_ADMIN_API_KEY`).
+    /// A live API key of an account, or the operator's (`PCX_ADMIN_API_KEY`).
     pub api_key: String,
 }
 
 /// An access token.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TokenResponse {
-    /// JWT (HS256) with `sub`, `role`, `exp`; send as `Authorization: Bearer <token>`.
+    /// JWT (HS256) with `sub`, `role`, `exp` and, when minted from an account's API key, `key_id`
+    /// (revoking that key ends the token at once); send as `Authorization: Bearer <token>`.
     pub token: String,
     /// Always `Bearer`.
     pub token_type: String,
@@ -95,7 +105,10 @@ impl From<IssuedToken> for TokenResponse {
     }
 }
 
-/// Exchanges an API key for an access token.
+/// Exchanges an API key for an access token, and records the key's `last_used_at`. An unknown and
+/// a revoked key both get 401 `invalid_api_key`. A token minted from an account's key stops working
+/// as soon as that key is revoked (it names the key; every request checks it is live); other tokens
+/// (wallet logins, the operator's) last until they expire (`PCX_TOKEN_TTL_SECS`).
 #[utoipa::path(post, path = "/v1/auth/token", tag = "auth", request_body = TokenRequest,
     responses((status = 200, body = TokenResponse), (status = 401, body = ErrorEnvelope)))]
 pub async fn token(State(state): State<AppState>, ApiJson(req): ApiJson<TokenRequest>) -> ApiResult<Json<TokenResponse>> {

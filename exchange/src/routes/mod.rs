@@ -2,6 +2,7 @@
 //! document generated from them. Routes and schemas here are the public contract of DESIGN.md.
 
 pub mod agent;
+pub mod api_keys;
 pub mod auth;
 pub mod circuits;
 pub mod funds;
@@ -24,7 +25,7 @@ use crate::AppState;
         with at most 6 decimals; times are RFC 3339 UTC; errors are `{\"error\": {\"code\", \"message\"}}`."),
     modifiers(&BearerAuth),
     components(schemas(crate::error::ErrorEnvelope, crate::service::setups::BuiltinCircuitView)),
-    tags((name = "auth", description = "Accounts, tokens and wallet login"),
+    tags((name = "auth", description = "Accounts, API keys (list, create, revoke, rotate), tokens and wallet login"),
          (name = "funds", description = "Balances, ledger and withdrawals"),
          (name = "admin", description = "Operator routes"),
          (name = "provers", description = "Prover stake"),
@@ -56,6 +57,9 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::token))
         .routes(routes!(auth::nonce))
         .routes(routes!(auth::wallet))
+        .routes(routes!(api_keys::list, api_keys::create))
+        .routes(routes!(api_keys::revoke))
+        .routes(routes!(api_keys::rotate))
         .routes(routes!(funds::me))
         .routes(routes!(funds::balances))
         .routes(routes!(funds::ledger))

@@ -1,21 +1,24 @@
-//! Registration, API-key token exchange, and wallet login.
+//! Registration, API-key token exchange, and wallet login. An account's further keys:
+//! [`super::api_keys`].
 
 use chrono::{DateTime, Utc};
-use sqlx::PgConnection;
-
 use pcx_domain::{AccountRole, Role};
 
 use crate::auth::{self, Caller, Principal};
 use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::service::api_keys::{self, NewApiKey};
 use crate::store::{self, accounts::AccountRow};
 use crate::AppState;
 
-/// Creates an account and returns it with its API key (shown this once, stored hashed).
-pub async fn register(conn: &mut PgConnection, name: &str, role: AccountRole) -> ApiResult<(AccountRow, String)> {
-    let api_key = auth::generate_api_key();
-    let account = store::accounts::create(conn, name, role, Some(&auth::hash_api_key(&api_key)), None).await?;
-    tracing::info!(account = %account.id, role = role.as_str(), "account registered");
-    Ok((account, api_key))
+/// Creates an account and its first API key, in one transaction, and returns both (the key shown
+/// this once, stored hashed).
+pub async fn register(state: &AppState, name: &str, role: AccountRole) -> ApiResult<(AccountRow, NewApiKey)> {
+    let mut tx = state.db.begin().await?;
+    let account = store::accounts::create(&mut tx, name, role, None).await?;
+    let key = api_keys::make(&mut tx, account.id, account.created_at).await?;
+    tx.commit().await?;
+    tracing::info!(account = %account.id, role = role.as_str(), key = %key.row.id, "account registered");
+    Ok((account, key))
 }
 
 /// An issued access token.
@@ -35,17 +38,26 @@ fn issue(state: &AppState, caller: Caller) -> IssuedToken {
     IssuedToken { token: state.tokens.issue(caller, now, expires_at), expires_at, caller }
 }
 
-/// Exchanges an API key (an account's, or the admin's) for a token.
+/// Exchanges an API key (an account's live one, or the admin's) for a token, and records the
+/// key's use. A token minted from an account's key names the key (`key_id`), so that it stops
+/// working when the key is revoked. An unknown and a revoked key get the same answer: nobody
+/// learns which keys ever existed.
 pub async fn token_for_api_key(state: &AppState, api_key: &str) -> ApiResult<IssuedToken> {
     let hash = auth::hash_api_key(api_key);
     if auth::constant_time_eq(&hash, &state.admin_key_hash) {
-        return Ok(issue(state, Caller { principal: Principal::Admin, role: Role::Admin }));
+        return Ok(issue(state, Caller { principal: Principal::Admin, role: Role::Admin, key_id: None }));
     }
     let mut conn = state.db.acquire().await?;
-    let account = store::accounts::by_api_key_hash(&mut conn, &hash)
-        .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::InvalidApiKey, "unknown API key; register with POST /v1/accounts"))?;
-    Ok(issue(state, Caller { principal: Principal::Account(account.id), role: account.role.into() }))
+    let owner = store::api_keys::use_live(&mut conn, &hash, Utc::now()).await?.ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::InvalidApiKey,
+            "unknown or revoked API key; use a live key of your account, or register with POST /v1/accounts",
+        )
+    })?;
+    Ok(issue(
+        state,
+        Caller { principal: Principal::Account(owner.account_id), role: owner.role.into(), key_id: Some(owner.key_id) },
+    ))
 }
 
 /// A wallet-login challenge.
@@ -104,10 +116,11 @@ pub async fn wallet_login(state: &AppState, message: &str, signature: &str) -> A
         Some(account) => account,
         None => {
             let name = signer.to_checksum(None);
-            store::accounts::create(&mut tx, &name, stored.role, None, Some(&stored.address)).await?
+            store::accounts::create(&mut tx, &name, stored.role, Some(&stored.address)).await?
         }
     };
     tx.commit().await?;
-    let token = issue(state, Caller { principal: Principal::Account(account.id), role: account.role.into() });
+    let token =
+        issue(state, Caller { principal: Principal::Account(account.id), role: account.role.into(), key_id: None });
     Ok((token, stored.address))
 }

@@ -296,7 +296,7 @@ pub fn check(r1cs: &[u8], wasm: &[u8], zkey: &[u8], sample_input: &Value) -> Res
     }
     Ok(Checked {
         shape: circuit.shape(),
-        circom_version: circuit.generator.circom_version.to_string(),
+        circom_version: circuit.generator.circom_version_full.clone(),
         verifying_key: snarkjs::verifying_key_to_json(vk),
         took_ms: started.elapsed().as_millis() as u64,
     })

@@ -3,6 +3,7 @@
 //! back; nothing here knows about HTTP.
 
 pub mod accounts;
+pub mod api_keys;
 pub mod circuits;
 pub mod contracts;
 pub mod funds;

@@ -191,11 +191,17 @@ pub fn round_view(row: &RoundRow, now: DateTime<Utc>) -> RoundView {
 impl OracleRuntime {
     /// Builds the runtime: the signing key (configured, or generated once and stored), the feeds,
     /// the providers file.
-    pub async fn new(pool: &sqlx::PgPool, config: &OracleConfig) -> anyhow::Result<OracleRuntime> {
+    pub async fn new(
+        pool: &sqlx::PgPool,
+        config: &OracleConfig,
+        secrets: &crate::secrets::SecretsDir,
+    ) -> anyhow::Result<OracleRuntime> {
         use anyhow::Context;
-        let key = match &config.oracle_key {
-            Some(key) => key.clone(),
-            None => store::secrets::get_or_create(pool, "oracle_key", OracleSigner::generate_key_hex).await?,
+        let key = match (&config.oracle_key, &config.oracle_key_file) {
+            (Some(key), _) => key.clone(),
+            (None, Some(path)) => crate::secrets::read_secret(path)?
+                .with_context(|| format!("PCX_ORACLE_KEY_FILE {} does not exist", path.display()))?,
+            (None, None) => secrets.load_or_create(crate::secrets::ORACLE_KEY, OracleSigner::generate_key_hex)?.0,
         };
         let signer = OracleSigner::from_hex(&key, config.oracle_chain_id).context("PCX_ORACLE_KEY")?;
         let providers = match &config.oracle_providers {

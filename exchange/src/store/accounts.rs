@@ -31,23 +31,21 @@ fn from_raw((id, name, role, wallet_address, created_at): RawAccount) -> Result<
 
 const COLUMNS: &str = "id, name, role, wallet_address, created_at";
 
-/// Creates an account with its `available`, `escrow` and `bonded` ledger accounts.
+/// Creates an account with its `available`, `escrow` and `bonded` ledger accounts. Its API keys
+/// are rows of `api_keys` (`store::api_keys::insert`).
 pub async fn create(
     conn: &mut PgConnection,
     name: &str,
     role: AccountRole,
-    api_key_hash: Option<&[u8]>,
     wallet_address: Option<&str>,
 ) -> Result<AccountRow, sqlx::Error> {
     let id = AccountId::new_random();
     let raw: RawAccount = sqlx::query_as(&format!(
-        "INSERT INTO accounts (id, name, role, api_key_hash, wallet_address) VALUES ($1, $2, $3, $4, $5) \
-         RETURNING {COLUMNS}"
+        "INSERT INTO accounts (id, name, role, wallet_address) VALUES ($1, $2, $3, $4) RETURNING {COLUMNS}"
     ))
     .bind(id.0)
     .bind(name)
     .bind(role.as_str())
-    .bind(api_key_hash)
     .bind(wallet_address)
     .fetch_one(&mut *conn)
     .await?;
@@ -61,16 +59,6 @@ pub async fn create(
     from_raw(raw)
 }
 
-/// The account holding this API key hash.
-pub async fn by_api_key_hash(conn: &mut PgConnection, hash: &[u8]) -> Result<Option<AccountRow>, sqlx::Error> {
-    let raw: Option<RawAccount> =
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM accounts WHERE api_key_hash = $1 AND role <> 'exchange'"))
-            .bind(hash)
-            .fetch_optional(conn)
-            .await?;
-    raw.map(from_raw).transpose()
-}
-
 /// The account with this id (never the exchange's own).
 pub async fn by_id(conn: &mut PgConnection, id: AccountId) -> Result<Option<AccountRow>, sqlx::Error> {
     let raw: Option<RawAccount> =
@@ -78,6 +66,19 @@ pub async fn by_id(conn: &mut PgConnection, id: AccountId) -> Result<Option<Acco
             .bind(id.0)
             .fetch_optional(conn)
             .await?;
+    raw.map(from_raw).transpose()
+}
+
+/// The account with this id (never the exchange's own), locked `FOR NO KEY UPDATE` until the
+/// transaction ends: changes to its API keys serialise here, so the live-key cap and the last-key
+/// rule hold however many requests race.
+pub async fn lock(conn: &mut PgConnection, id: AccountId) -> Result<Option<AccountRow>, sqlx::Error> {
+    let raw: Option<RawAccount> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM accounts WHERE id = $1 AND role <> 'exchange' FOR NO KEY UPDATE"
+    ))
+    .bind(id.0)
+    .fetch_optional(conn)
+    .await?;
     raw.map(from_raw).transpose()
 }
 

@@ -4,7 +4,9 @@
 //! enums, amounts as `Money`); a stored value that does not decode is an error, never a guess.
 //!
 //! # Layout
-//! - [`accounts`], [`nonces`], [`idempotency`], [`secrets`], [`ledger`]: the foundation.
+//! - [`accounts`], [`nonces`], [`idempotency`], [`ledger`]: the foundation (server secrets live in
+//!   files: `crate::secrets`).
+//! - [`api_keys`]: accounts' API keys (hashed), their use and revocation.
 //! - [`offers`], [`contracts`]: the book, quotes, contracts, their blocks and reservations.
 //! - [`progress`]: a contract's settlement progress (materialised, escrow window, status).
 //! - [`slots`], [`jobs`]: materialised slots and the jobs that get them proved.
@@ -15,6 +17,7 @@
 
 pub mod accounts;
 pub mod agents;
+pub mod api_keys;
 pub mod circuits;
 pub mod contracts;
 pub mod idempotency;
@@ -26,7 +29,6 @@ pub mod oracle;
 pub mod progress;
 pub mod reputation;
 pub mod scheduler;
-pub mod secrets;
 pub mod slots;
 
 use pcx_domain::Money;

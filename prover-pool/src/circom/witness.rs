@@ -98,8 +98,10 @@ pub struct WitnessGenerator {
     engine: Engine,
     module: Module,
     limits: WitnessLimits,
-    /// The circom version that compiled it (major, minor, patch).
+    /// The major version of the circom that compiled it.
     pub circom_version: u32,
+    /// The whole version (`2.2.2`), or the major alone when the module does not say more.
+    pub circom_version_full: String,
     /// Witness values (wires) the generator writes.
     pub witness_size: u32,
     /// Input values the circuit takes (all array elements of all input signals).
@@ -167,7 +169,7 @@ impl WitnessGenerator {
             )));
         }
         let mut generator =
-            WitnessGenerator { engine, module, limits, circom_version: 0, witness_size: 0, input_size: 0 };
+            WitnessGenerator { engine, module, limits, circom_version: 0, circom_version_full: String::new(), witness_size: 0, input_size: 0 };
         let (mut store, instance) = generator.instantiate().map_err(|e| WasmError::Start(e.to_string()))?;
         let call = |store: &mut Store<Host>, name: &str| -> Result<i32, WasmError> {
             instance
@@ -176,6 +178,14 @@ impl WitnessGenerator {
                 .map_err(|e| WasmError::NotCircom(format!("`{name}` does not behave as circom's: {e}")))
         };
         generator.circom_version = call(&mut store, "getVersion")? as u32;
+        // circom 2.1+ also exports its minor and patch versions; older ones do not.
+        let part = |store: &mut Store<Host>, name: &str| {
+            instance.get_typed_func::<(), i32>(&*store, name).ok().and_then(|f| f.call(&mut *store, ()).ok())
+        };
+        generator.circom_version_full = match (part(&mut store, "getMinorVersion"), part(&mut store, "getPatchVersion")) {
+            (Some(minor), Some(patch)) => format!("{}.{minor}.{patch}", generator.circom_version),
+            _ => generator.circom_version.to_string(),
+        };
         let limbs = call(&mut store, "getFieldNumLen32")?;
         if limbs != LIMBS as i32 {
             return Err(WasmError::WrongPrime(format!("of {} bits", i64::from(limbs) * 32)));
