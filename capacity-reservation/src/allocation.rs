@@ -178,6 +178,14 @@ pub enum AllocationError {
         /// Units needed per hour.
         units: u32,
     },
+    /// The allocation ran past its deadline before every segment was allocated.
+    #[error("the allocation ran out of time after {done} of {segments} segments of the term")]
+    BudgetExceeded {
+        /// Segments allocated before the deadline.
+        done: usize,
+        /// Segments in the term (every offer-window edge and reservation change cuts one).
+        segments: usize,
+    },
 }
 
 impl OfferSnapshot {
@@ -245,6 +253,22 @@ pub fn allocate(
     collateral: &mut CollateralTerms,
     rng: &mut impl Rng,
 ) -> Result<Allocation, AllocationError> {
+    allocate_within(request, offers, collateral, rng, None)
+}
+
+/// [`allocate`], giving up with [`AllocationError::BudgetExceeded`] once `deadline` has passed.
+///
+/// The clock is read only between segments and every [`DEADLINE_STRIDE`] candidates inside one, so
+/// an allocation that finishes in time is exactly [`allocate`]'s (same choices, same draws from
+/// `rng`); one that does not returns no partial result. The work grows with segments x candidates
+/// (each segment checks every candidate's capacity), which is what a deadline bounds.
+pub fn allocate_within(
+    request: &ContractRequest,
+    offers: &[OfferSnapshot],
+    collateral: &mut CollateralTerms,
+    rng: &mut impl Rng,
+    deadline: Option<std::time::Instant>,
+) -> Result<Allocation, AllocationError> {
     let schedule = &request.schedule;
     let slot_count = schedule.slot_count();
     let whole = SlotRun::of(schedule, 0..slot_count, request.proofs_per_slot).ok_or(AllocationError::NoSlots)?;
@@ -274,7 +298,12 @@ pub fn allocate(
 
     let mut chosen: Vec<Segment> = Vec::new();
     let mut previous: Option<(usize, Vec<usize>)> = None;
-    for window in points.windows(2) {
+    let segments = points.len().saturating_sub(1);
+    let out_of_time = |done: usize| AllocationError::BudgetExceeded { done, segments };
+    for (done, window) in points.windows(2).enumerate() {
+        if past(deadline) {
+            return Err(out_of_time(done));
+        }
         let range = schedule.slots_between(window[0], window[1]);
         let Some(run) = SlotRun::of(schedule, range.clone(), request.proofs_per_slot) else {
             previous = None;
@@ -286,7 +315,8 @@ pub fn allocate(
             to: run.end_hour(),
             units,
         };
-        let primary = pick_primary(&candidates, collateral, &run, previous.as_ref().map(|p| p.0), rng)
+        let primary = pick_primary(&candidates, collateral, &run, previous.as_ref().map(|p| p.0), rng, deadline)
+            .map_err(|()| out_of_time(done))?
             .ok_or_else(|| lacking(ReservationRole::Primary))?;
         let offer = candidates[primary].offer;
         let needed = collateral_needed(collateral, offer.price.base(), &run);
@@ -294,7 +324,8 @@ pub fn allocate(
             *headroom -= needed;
         }
         let previous_backups = previous.as_ref().map(|p| p.1.clone()).unwrap_or_default();
-        let backups = pick_backups(&candidates, primary, request.redundancy, &run, &previous_backups, rng)
+        let backups = pick_backups(&candidates, primary, request.redundancy, &run, &previous_backups, rng, deadline)
+            .map_err(|()| out_of_time(done))?
             .ok_or_else(|| lacking(ReservationRole::Backup))?;
         candidates[primary].take(ReservationRole::Primary, run);
         for &b in &backups {
@@ -325,14 +356,39 @@ pub fn allocate(
     Ok(Allocation { units_per_hour: units, blocks })
 }
 
+/// How many candidates a segment checks between two looks at the clock: one capacity check is
+/// microseconds, so the deadline is overshot by at most milliseconds, and the clock costs nothing.
+pub const DEADLINE_STRIDE: usize = 256;
+
+fn past(deadline: Option<std::time::Instant>) -> bool {
+    deadline.is_some_and(|d| std::time::Instant::now() >= d)
+}
+
+/// Called once per candidate checked: true once `deadline` has passed (looked at every
+/// [`DEADLINE_STRIDE`] candidates); the filtering itself is untouched.
+fn late_by(deadline: Option<std::time::Instant>) -> impl FnMut() -> bool {
+    let mut seen = 0usize;
+    move || {
+        seen += 1;
+        seen.is_multiple_of(DEADLINE_STRIDE) && past(deadline)
+    }
+}
+
 fn pick_primary(
     candidates: &[Candidate],
     collateral: &CollateralTerms,
     run: &SlotRun,
     previous: Option<usize>,
     rng: &mut impl Rng,
-) -> Option<usize> {
+    deadline: Option<std::time::Instant>,
+) -> Result<Option<usize>, ()> {
+    let mut clock = late_by(deadline);
+    let mut late = false;
     let fits: Vec<usize> = (0..candidates.len())
+        .take_while(|_| {
+            late = clock();
+            !late
+        })
         .filter(|&i| candidates[i].fits(ReservationRole::Primary, run))
         .filter(|&i| {
             let offer = candidates[i].offer;
@@ -340,12 +396,17 @@ fn pick_primary(
             needed.is_zero() || collateral.headroom.get(&offer.prover_id).is_some_and(|h| *h >= needed)
         })
         .collect();
-    let cheapest = fits.iter().map(|&i| candidates[i].offer.price.base()).min()?;
+    if late {
+        return Err(());
+    }
+    let Some(cheapest) = fits.iter().map(|&i| candidates[i].offer.price.base()).min() else {
+        return Ok(None);
+    };
     let ties: Vec<usize> = fits.into_iter().filter(|&i| candidates[i].offer.price.base() == cheapest).collect();
     if let Some(p) = previous.filter(|p| ties.contains(p)) {
-        return Some(p);
+        return Ok(Some(p));
     }
-    Some(ties[rng.gen_range(0..ties.len())])
+    Ok(Some(ties[rng.gen_range(0..ties.len())]))
 }
 
 fn pick_backups(
@@ -355,13 +416,23 @@ fn pick_backups(
     run: &SlotRun,
     previous: &[usize],
     rng: &mut impl Rng,
-) -> Option<Vec<usize>> {
+    deadline: Option<std::time::Instant>,
+) -> Result<Option<Vec<usize>>, ()> {
     let primary_prover = candidates[primary].offer.prover_id;
+    let mut clock = late_by(deadline);
+    let mut late = false;
     let mut ranked: Vec<(Money, bool, u64, usize)> = (0..candidates.len())
+        .take_while(|_| {
+            late = clock();
+            !late
+        })
         .filter(|&i| candidates[i].offer.prover_id != primary_prover)
         .filter(|&i| candidates[i].fits(ReservationRole::Backup, run))
         .map(|i| (candidates[i].offer.price.base(), !previous.contains(&i), rng.gen::<u64>(), i))
         .collect();
+    if late {
+        return Err(());
+    }
     ranked.sort();
     let mut picked: Vec<usize> = Vec::new();
     for (_, _, _, i) in ranked {
@@ -372,5 +443,5 @@ fn pick_backups(
             picked.push(i);
         }
     }
-    (picked.len() == usize::from(redundancy)).then_some(picked)
+    Ok((picked.len() == usize::from(redundancy)).then_some(picked))
 }

@@ -10,7 +10,7 @@ use rand::SeedableRng;
 use rust_decimal::Decimal;
 
 use pcx_capacity_reservation::allocation::{
-    allocate, Allocation, CollateralTerms, ContractRequest, Held, OfferSnapshot, ReservationRole,
+    allocate, allocate_within, Allocation, AllocationError, CollateralTerms, ContractRequest, Held, OfferSnapshot, ReservationRole,
 };
 use pcx_capacity_reservation::capacity::SlotRun;
 use pcx_capacity_reservation::discounts::DiscountSchedule;
@@ -123,6 +123,34 @@ fn assert_never_overbooked(offers: &[OfferSnapshot], request: &ContractRequest, 
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// A deadline only stops the allocator: one it meets changes nothing (same choices, same draws),
+    /// one already past answers `BudgetExceeded` and no partial allocation.
+    #[test]
+    fn a_deadline_met_changes_nothing_and_one_passed_gives_up(
+        specs in prop::collection::vec(offer_spec(), 1..8),
+        len_h in 1i64..300,
+        every in prop::sample::select(cadences()),
+        redundancy in 0u8..3,
+        seed in any::<u64>(),
+    ) {
+        let provers: Vec<AccountId> = (0..5).map(|_| AccountId::new_random()).collect();
+        let offers = build(&specs, &provers);
+        let request = ContractRequest {
+            class: class(),
+            schedule: Schedule { start: t0(), end: t0() + Duration::hours(len_h), every_secs: every },
+            proofs_per_slot: 1,
+            redundancy,
+            max_price_per_proof: None,
+            min_reputation: None,
+        };
+        let plain = allocate(&request, &offers, &mut collateral(&provers), &mut rand::rngs::StdRng::seed_from_u64(seed));
+        let far = std::time::Instant::now() + std::time::Duration::from_secs(3600);
+        let timed = allocate_within(&request, &offers, &mut collateral(&provers), &mut rand::rngs::StdRng::seed_from_u64(seed), Some(far));
+        prop_assert_eq!(plain, timed);
+        let passed = allocate_within(&request, &offers, &mut collateral(&provers), &mut rand::rngs::StdRng::seed_from_u64(seed), Some(std::time::Instant::now()));
+        prop_assert!(matches!(passed, Err(AllocationError::BudgetExceeded { done: 0, .. })), "{:?}", passed);
+    }
 
     #[test]
     fn allocations_cover_every_slot_with_distinct_backups_and_never_overbook(

@@ -698,6 +698,7 @@ pub async fn oracle(args: OracleBenchArgs) -> anyhow::Result<()> {
                 price: rust_decimal::Decimal::new(rng.gen_range(900_000..1_200_000), 6),
                 observed_at: now,
                 available_until: None,
+                backing: None,
             })
             .collect();
         let params = pcx_oracle::aggregate::Params::default();

@@ -11,7 +11,8 @@
 //! | database created there | `PCX_EMBEDDED_DATABASE` | `pcx` |
 //! | port of the private cluster | `PCX_EMBEDDED_PORT` | `54329` |
 //! | PostgreSQL binaries for the private cluster | `PCX_POSTGRES_BIN_DIR` | newest `/usr/lib/postgresql/*/bin`, else PATH |
-//! | database pool size | `PCX_DB_MAX_CONNECTIONS` | `16` |
+//! | database pool size (requests) | `PCX_DB_MAX_CONNECTIONS` | `16` |
+//! | the background loops' own pool (settlement scheduler, oracle) | `PCX_BACKGROUND_DB_CONNECTIONS` | `4` |
 //! | admin API key | `PCX_ADMIN_API_KEY` | generated once into `<data dir>/secrets/admin_api_key` (0600, shown on the starting terminal); only its hash in the database |
 //! | JWT signing secret | `PCX_JWT_SECRET`, or a file: `PCX_JWT_SECRET_FILE` | generated once into `<data dir>/secrets/jwt_secret` (0600) |
 //! | token lifetime | `PCX_TOKEN_TTL_SECS` | `3600` |
@@ -23,6 +24,9 @@
 //! | escrow window | `PCX_ESCROW_WINDOW_SECS` | `86400` |
 //! | exchange fee | `PCX_FEE_BPS` | `100` |
 //! | quote lifetime | `PCX_QUOTE_TTL_SECS` | `60` |
+//! | candidate offers a quote considers (the cheapest) | `PCX_MAX_QUOTE_CANDIDATES` | `2000` |
+//! | time a quote's allocation may take | `PCX_QUOTE_BUDGET_MS` | `2000` |
+//! | active offers per prover | `PCX_MAX_OFFERS_PER_PROVER` | `200` |
 //! | discount schedule (JSON) | `PCX_DISCOUNTS` | built-in default |
 //! | offers bounded by the agents' measured capacity | `PCX_OFFER_CAPACITY_CHECK` | `measured` |
 //! | settlement scheduler period | `PCX_SETTLEMENT_TICK_MS` | `1000` |
@@ -37,7 +41,12 @@
 //! | `/health` degrades when a background loop's last tick is older than | `PCX_HEALTH_STALL_SECS` | `30` |
 //! | header read timeout (also closes idle keep-alive connections) | `PCX_HEADER_READ_TIMEOUT_SECS` | `10` |
 //! | request timeout (claims: +30 s; SSE: none) | `PCX_REQUEST_TIMEOUT_SECS` | `30` |
+//! | sign-ups and sign-ins per minute per address (burst 10) | `PCX_RATE_AUTH_PER_MIN` | `30` |
+//! | oracle reads per second per address (burst 2x) | `PCX_RATE_ORACLE_PER_SEC` | `50` |
+//! | quotes per minute per account (burst 20) | `PCX_RATE_QUOTES_PER_MIN` | `60` |
 //! | circuit upload timeout | `PCX_UPLOAD_TIMEOUT_SECS` | `900` |
+//! | `GET /v1/oracle/stream` subscribers at once | `PCX_MAX_SSE_SUBSCRIBERS` | `1000` |
+//! | claims waiting for a job at once (`wait_secs` > 0) | `PCX_MAX_CLAIM_WAITERS` | `256` |
 //! | Groth16 keys directory | `PCX_KEYS_DIR` | the prover agent's default (`$PCX_DATA_DIR/keys`, else `~/.cache/pcx/keys`) |
 //! | deterministic development keys for hash-chain (forgeable; tests, benchmarks) | `PCX_DEV_KEYS` | `false` |
 //! | oracle recompute period (0: off) | `PCX_ORACLE_TICK_MS` | `1000` |
@@ -82,9 +91,15 @@ pub struct DbConfig {
     #[arg(long, env = "PCX_POSTGRES_BIN_DIR")]
     pub postgres_bin_dir: Option<PathBuf>,
 
-    /// Maximum connections in the pool.
+    /// Maximum connections in the pool that serves requests.
     #[arg(long, env = "PCX_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub max_connections: u32,
+
+    /// Connections of the background loops' own pool (settlement scheduler, oracle), on top of
+    /// `PCX_DB_MAX_CONNECTIONS`: requests cannot take them, so however busy the API is, a
+    /// settlement tick never waits behind it. The scheduler runs 4 transitions at a time.
+    #[arg(long, env = "PCX_BACKGROUND_DB_CONNECTIONS", default_value_t = 4)]
+    pub background_connections: u32,
 }
 
 impl DbConfig {
@@ -165,10 +180,35 @@ pub struct ServeConfig {
     #[arg(long, env = "PCX_UPLOAD_TIMEOUT_SECS", default_value_t = 900)]
     pub upload_timeout_secs: u32,
 
+    /// Sign-ups and sign-ins (`POST /v1/accounts`, `/v1/auth/*`) per minute per client address
+    /// (burst 10); past it 429 `rate_limited`.
+    #[arg(long, env = "PCX_RATE_AUTH_PER_MIN", default_value_t = 30)]
+    pub rate_auth_per_min: u32,
+
+    /// Oracle reads (`GET /v1/oracle/*`) per second per client address (burst twice as many).
+    #[arg(long, env = "PCX_RATE_ORACLE_PER_SEC", default_value_t = 50)]
+    pub rate_oracle_per_sec: u32,
+
+    /// Quotes (`POST /v1/quotes`) per minute per account (burst 20).
+    #[arg(long, env = "PCX_RATE_QUOTES_PER_MIN", default_value_t = 60)]
+    pub rate_quotes_per_min: u32,
+
     /// Largest circuit upload (`POST /v1/circuits`: r1cs + wasm + zkey + sample input), in bytes.
     /// 1 GiB holds a snarkjs setup of about a million constraints.
     #[arg(long, env = "PCX_MAX_CIRCUIT_BYTES", default_value_t = 1 << 30)]
     pub max_circuit_bytes: u64,
+
+    /// Most `GET /v1/oracle/stream` (SSE) subscribers at once (at least 1); one more is answered
+    /// 503 `too_many_subscribers` with `Retry-After`. Each holds a connection and a task for as
+    /// long as it listens, with no request timeout.
+    #[arg(long, env = "PCX_MAX_SSE_SUBSCRIBERS", default_value_t = 1000)]
+    pub max_sse_subscribers: u32,
+
+    /// Most agent claims waiting for a job at once (`wait_secs` > 0; at least 1); one more is
+    /// answered 503 `too_many_waiting_claims` with `Retry-After`. A claim that does not wait is
+    /// not counted.
+    #[arg(long, env = "PCX_MAX_CLAIM_WAITERS", default_value_t = 256)]
+    pub max_claim_waiters: u32,
 
     /// Market rules: fees, windows, slashing, discounts.
     #[command(flatten)]
@@ -363,6 +403,22 @@ pub struct MarketConfig {
     #[arg(long, env = "PCX_QUOTE_TTL_SECS", default_value_t = 60)]
     pub quote_ttl_secs: u32,
 
+    /// A quote considers at most this many candidate offers, the cheapest (by base price, then
+    /// age) of those that can serve its class, window and hourly rate: the allocation's work
+    /// grows with candidates x segments of the term.
+    #[arg(long, env = "PCX_MAX_QUOTE_CANDIDATES", default_value_t = 2000)]
+    pub max_quote_candidates: u32,
+
+    /// A quote's allocation (run off the async runtime) may take this many milliseconds; past it
+    /// the quote is refused with 422 `quote_too_complex` (narrow the request).
+    #[arg(long, env = "PCX_QUOTE_BUDGET_MS", default_value_t = 2000)]
+    pub quote_budget_ms: u64,
+
+    /// A prover may have at most this many active offers whose window has not ended (past it:
+    /// 409 `too_many_offers`).
+    #[arg(long, env = "PCX_MAX_OFFERS_PER_PROVER", default_value_t = 200)]
+    pub max_offers_per_prover: u32,
+
     /// The published discount schedule as JSON (`{"volume": [...], "term": [...], "max_total_bps": N}`);
     /// unset: the built-in default (see GET /v1/discounts).
     #[arg(long, env = "PCX_DISCOUNTS")]
@@ -397,6 +453,12 @@ pub struct MarketSettings {
     pub fee_bps: u32,
     /// Quote lifetime.
     pub quote_ttl: chrono::Duration,
+    /// Candidate offers a quote considers, the cheapest.
+    pub max_quote_candidates: i64,
+    /// Time a quote's allocation may take.
+    pub quote_budget: std::time::Duration,
+    /// Active offers per prover.
+    pub max_offers_per_prover: i64,
     /// The published discounts.
     pub discounts: pcx_capacity_reservation::discounts::DiscountSchedule,
     /// How offers are bounded by measured capacity.
@@ -424,6 +486,9 @@ impl MarketConfig {
             escrow_window: secs(self.escrow_window_secs),
             fee_bps: self.fee_bps,
             quote_ttl: secs(self.quote_ttl_secs),
+            max_quote_candidates: i64::from(self.max_quote_candidates.max(1)),
+            quote_budget: std::time::Duration::from_millis(self.quote_budget_ms.max(1)),
+            max_offers_per_prover: i64::from(self.max_offers_per_prover.max(1)),
             discounts,
             offer_capacity_check: self.offer_capacity_check,
         })
@@ -443,10 +508,16 @@ pub struct Settings {
     pub min_cadence_secs: u32,
     /// Largest circuit upload, in bytes.
     pub max_circuit_bytes: u64,
+    /// Rate limits.
+    pub rate: crate::ratelimit::RateSettings,
     /// Bound on ordinary requests.
     pub request_timeout: std::time::Duration,
     /// Bound on circuit uploads.
     pub upload_timeout: std::time::Duration,
+    /// Most SSE subscribers at once.
+    pub max_sse_subscribers: usize,
+    /// Most claims waiting for a job at once.
+    pub max_claim_waiters: usize,
     /// Market rules.
     pub market: MarketSettings,
     /// Settlement timings.
@@ -468,8 +539,16 @@ impl Settings {
                 .to_owned(),
             min_cadence_secs: config.min_cadence_secs,
             max_circuit_bytes: config.max_circuit_bytes,
+            rate: crate::ratelimit::RateSettings {
+                auth_per_min: config.rate_auth_per_min,
+                oracle_per_sec: config.rate_oracle_per_sec,
+                quotes_per_min: config.rate_quotes_per_min,
+            },
             request_timeout: std::time::Duration::from_secs(u64::from(config.request_timeout_secs.max(1))),
             upload_timeout: std::time::Duration::from_secs(u64::from(config.upload_timeout_secs.max(1))),
+            // A cap of 0 would refuse every subscriber and every waiting claim: at least one.
+            max_sse_subscribers: usize::try_from(config.max_sse_subscribers.max(1)).unwrap_or(usize::MAX),
+            max_claim_waiters: usize::try_from(config.max_claim_waiters.max(1)).unwrap_or(usize::MAX),
             settlement: config.settlement.resolve(&market)?,
             market,
         })

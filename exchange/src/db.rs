@@ -2,12 +2,15 @@
 //!
 //! With `DATABASE_URL` set, that database is used. Without it, `pcx` needs no configuration:
 //! 1. if a PostgreSQL server answers at `PCX_EMBEDDED_PROBE` (default `127.0.0.1:5432`, user
-//!    `postgres`, trust auth), the database `PCX_EMBEDDED_DATABASE` (default `pcx`) is created there if
-//!    missing and used;
+//!    `postgres`, that server's own authentication), the database `PCX_EMBEDDED_DATABASE` (default
+//!    `pcx`) is created there if missing and used, and the log says so;
 //! 2. else a private cluster is created with the machine's `initdb` under
 //!    `<data dir>/postgres` and started with `pg_ctl` on 127.0.0.1:`PCX_EMBEDDED_PORT` (default 54329);
 //!    as root (where initdb refuses to run) the cluster belongs to the `postgres` user (else `nobody`);
-//!    it is stopped when pcx exits;
+//!    its superuser has a generated password (`<data dir>/secrets/postgres_password`, 0600), every
+//!    connection authenticates with SCRAM (a cluster an older pcx made with `trust` is converted),
+//!    and it listens on 127.0.0.1 and a socket in its data directory only; it is stopped when pcx
+//!    exits;
 //! 3. else start-up fails with a message saying how to install PostgreSQL or set `DATABASE_URL`.
 
 use std::path::{Path, PathBuf};
@@ -63,6 +66,17 @@ impl Database {
     }
 }
 
+/// A second pool of `connections` to the database `pool` reaches (the same connect options, and so
+/// the same credentials and acquire timeout), for the background loops: requests cannot take its
+/// connections, so a settlement tick never waits for the API's. Connects lazily; close it before
+/// the main pool's database goes away.
+pub fn background_pool(pool: &PgPool, connections: u32) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(connections.max(1))
+        .acquire_timeout(pool.options().get_acquire_timeout())
+        .connect_lazy_with(pool.connect_options().as_ref().clone())
+}
+
 fn redact(url: &str) -> String {
     match url.parse::<reqwest::Url>() {
         Ok(mut parsed) if parsed.password().is_some() => {
@@ -93,12 +107,18 @@ async fn embedded_default(
     }
     tracing::info!(probe = %config.embedded_probe, "no PostgreSQL server answers; starting a private cluster");
     let data_dir = config.resolved_data_dir().join("postgres");
-    let cluster = PrivateCluster::start(&data_dir, config.embedded_port, config.postgres_bin_dir.as_deref())?;
+    // The cluster's superuser password: generated once, kept 0600 with the exchange's other secrets.
+    let secrets = crate::secrets::SecretsDir::new(&config.resolved_data_dir());
+    let (password, _) = secrets.load_or_create(POSTGRES_PASSWORD, || crate::auth::random_hex(24))?;
+    let cluster =
+        PrivateCluster::start(&data_dir, config.embedded_port, config.postgres_bin_dir.as_deref(), &password)?;
     let options = PgConnectOptions::new()
         .host("127.0.0.1")
         .port(config.embedded_port)
         .username("postgres")
+        .password(&password)
         .database("postgres");
+    cluster.require_passwords(&options, &password).await?;
     let description = format!(
         "private PostgreSQL cluster in {} on 127.0.0.1:{}",
         data_dir.display(),
@@ -106,6 +126,9 @@ async fn embedded_default(
     );
     Ok((options, description, Some(cluster)))
 }
+
+/// The file (under the data directory's `secrets/`) with the private cluster's password.
+pub const POSTGRES_PASSWORD: &str = "postgres_password";
 
 /// Connects to the probed server; `None` when nothing answers there.
 async fn local_server(config: &DbConfig) -> anyhow::Result<Option<PgConnectOptions>> {
@@ -150,6 +173,12 @@ async fn local_server(config: &DbConfig) -> anyhow::Result<Option<PgConnectOptio
         tracing::info!(database = %name, "created database on the local PostgreSQL server");
     }
     conn.close().await.ok();
+    tracing::warn!(
+        server = %config.embedded_probe,
+        database = %name,
+        "using the PostgreSQL server already answering here (user postgres, no password: its own authentication \
+         rules apply); set DATABASE_URL to use another server or credentials"
+    );
     Ok(Some(base.database(name)))
 }
 
@@ -163,8 +192,9 @@ pub struct PrivateCluster {
 }
 
 impl PrivateCluster {
-    /// Creates the cluster if needed and starts it on 127.0.0.1:`port`.
-    pub fn start(data_dir: &Path, port: u16, bin_dir: Option<&Path>) -> anyhow::Result<PrivateCluster> {
+    /// Creates the cluster if needed (superuser `postgres` with `password`, SCRAM authentication
+    /// on the socket and on loopback, nothing else) and starts it on 127.0.0.1:`port`.
+    pub fn start(data_dir: &Path, port: u16, bin_dir: Option<&Path>, password: &str) -> anyhow::Result<PrivateCluster> {
         let bin_dir = match bin_dir {
             Some(dir) => dir.join("initdb").exists().then(|| dir.to_owned()),
             None => find_postgres_bin_dir(),
@@ -190,10 +220,24 @@ impl PrivateCluster {
         let cluster = PrivateCluster { bin_dir, data_dir: data_dir.to_owned(), run_as, stopped: false };
         if !data_dir.join("PG_VERSION").exists() {
             tracing::info!(dir = %data_dir.display(), "initialising a private PostgreSQL cluster");
-            cluster.run(
+            let pwfile = cluster.password_file(password)?;
+            let initialised = cluster.run(
                 "initdb",
-                &["-D", &cluster.data_arg(), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-instructions"],
-            )?;
+                &[
+                    "-D",
+                    &cluster.data_arg(),
+                    "-U",
+                    "postgres",
+                    "--auth-local=scram-sha-256",
+                    "--auth-host=scram-sha-256",
+                    &format!("--pwfile={}", pwfile.display()),
+                    "-E",
+                    "UTF8",
+                    "--no-instructions",
+                ],
+            );
+            let _ = std::fs::remove_file(&pwfile);
+            initialised?;
         }
         if cluster.is_running() {
             tracing::warn!(dir = %data_dir.display(), "the private cluster was already running; restarting it");
@@ -212,6 +256,48 @@ impl PrivateCluster {
             .with_context(|| format!("starting the private cluster; see {}", log.display()))?;
         tracing::info!(dir = %data_dir.display(), port, "private PostgreSQL cluster started");
         Ok(cluster)
+    }
+
+    /// A 0600 file with the password for initdb, readable by the user the cluster runs as, next
+    /// to (not inside) the data directory, which initdb wants empty.
+    fn password_file(&self, password: &str) -> anyhow::Result<PathBuf> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let parent = self.data_dir.parent().unwrap_or(&self.data_dir);
+        let path = parent.join(format!(".pcx-initdb-password-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
+        file.write_all(password.as_bytes())?;
+        if let Some((uid, gid)) = self.run_as {
+            std::os::unix::fs::chown(&path, Some(uid), Some(gid))?;
+        }
+        Ok(path)
+    }
+
+    /// A cluster an older version created with `trust` authentication gets the password and
+    /// SCRAM-only `pg_hba.conf` rules; a cluster made with a password is left as it is.
+    async fn require_passwords(&self, options: &PgConnectOptions, password: &str) -> anyhow::Result<()> {
+        let hba = self.data_dir.join("pg_hba.conf");
+        let rules = std::fs::read_to_string(&hba).with_context(|| format!("reading {}", hba.display()))?;
+        let trusting = |line: &str| !line.trim_start().starts_with('#') && line.split_whitespace().last() == Some("trust");
+        if !rules.lines().any(trusting) {
+            return Ok(());
+        }
+        tracing::warn!(file = %hba.display(), "the private cluster trusts every local connection (made by an older pcx); setting a password and SCRAM authentication");
+        let password = password.replace('\'', "''");
+        let mut conn = sqlx::PgConnection::connect_with(options).await.context("connecting to the private cluster")?;
+        sqlx::raw_sql(&format!("ALTER ROLE postgres PASSWORD '{password}'")).execute(&mut conn).await?;
+        conn.close().await.ok();
+        let rewritten: String = rules
+            .lines()
+            .map(|line| match trusting(line) {
+                true => format!("{} scram-sha-256\n", line.trim_end().trim_end_matches("trust").trim_end()),
+                false => format!("{line}\n"),
+            })
+            .collect();
+        std::fs::write(&hba, rewritten).with_context(|| format!("writing {}", hba.display()))?;
+        self.run("pg_ctl", &["-D", &self.data_arg(), "reload"])?;
+        Ok(())
     }
 
     fn data_arg(&self) -> String {

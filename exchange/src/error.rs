@@ -21,6 +21,8 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// 408: the request took longer than its route's bound (a slow client or body).
     RequestTimeout,
+    /// 429: too many requests from this address or account to this route; see `Retry-After`.
+    RateLimited,
     /// 422: the JSON has wrong types, unknown or missing fields, unknown enum values.
     InvalidBody,
     /// 422: a query string parameter is invalid.
@@ -61,6 +63,10 @@ pub enum ErrorCode {
     LastApiKey,
     /// 409: the API key is already revoked (it cannot be rotated).
     ApiKeyRevoked,
+    /// 409: the prover already has the most active offers it may (`PCX_MAX_OFFERS_PER_PROVER`).
+    TooManyOffers,
+    /// 422: the quote's allocation ran past `PCX_QUOTE_BUDGET_MS`; a narrower request may succeed.
+    QuoteTooComplex,
     /// 422: the proof class is not in the circuit registry or is malformed.
     InvalidProofClass,
     /// 422: an offer window is empty or longer than 5 years.
@@ -106,17 +112,23 @@ pub enum ErrorCode {
     /// 503: concurrent changes kept getting in each other's way (a deadlock or serialisation
     /// failure, retried by the exchange and still there); nothing was written, retry shortly.
     Contention,
+    /// 503: the oracle stream serves `PCX_MAX_SSE_SUBSCRIBERS` subscribers already; retry after
+    /// `Retry-After`.
+    TooManySubscribers,
+    /// 503: `PCX_MAX_CLAIM_WAITERS` claims are waiting for jobs already; retry after `Retry-After`.
+    TooManyWaitingClaims,
     /// 500: an internal failure, logged with an incident id.
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, for the documentation table and its test.
-    pub const ALL: [ErrorCode; 47] = [
+    pub const ALL: [ErrorCode; 52] = [
         ErrorCode::MalformedJson,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::PayloadTooLarge,
         ErrorCode::RequestTimeout,
+        ErrorCode::RateLimited,
         ErrorCode::InvalidBody,
         ErrorCode::InvalidQuery,
         ErrorCode::InvalidPath,
@@ -137,6 +149,8 @@ impl ErrorCode {
         ErrorCode::TooManyApiKeys,
         ErrorCode::LastApiKey,
         ErrorCode::ApiKeyRevoked,
+        ErrorCode::TooManyOffers,
+        ErrorCode::QuoteTooComplex,
         ErrorCode::InvalidProofClass,
         ErrorCode::InvalidWindow,
         ErrorCode::WindowInPast,
@@ -159,6 +173,8 @@ impl ErrorCode {
         ErrorCode::InputUnprovable,
         ErrorCode::Unavailable,
         ErrorCode::Contention,
+        ErrorCode::TooManySubscribers,
+        ErrorCode::TooManyWaitingClaims,
         ErrorCode::Internal,
     ];
 
@@ -170,6 +186,7 @@ impl ErrorCode {
             UnsupportedMediaType => ("unsupported_media_type", StatusCode::UNSUPPORTED_MEDIA_TYPE),
             PayloadTooLarge => ("payload_too_large", StatusCode::PAYLOAD_TOO_LARGE),
             RequestTimeout => ("request_timeout", StatusCode::REQUEST_TIMEOUT),
+            RateLimited => ("rate_limited", StatusCode::TOO_MANY_REQUESTS),
             InvalidBody => ("invalid_body", StatusCode::UNPROCESSABLE_ENTITY),
             InvalidQuery => ("invalid_query", StatusCode::UNPROCESSABLE_ENTITY),
             InvalidPath => ("invalid_path", StatusCode::UNPROCESSABLE_ENTITY),
@@ -190,6 +207,8 @@ impl ErrorCode {
             TooManyApiKeys => ("too_many_api_keys", StatusCode::CONFLICT),
             LastApiKey => ("last_api_key", StatusCode::CONFLICT),
             ApiKeyRevoked => ("api_key_revoked", StatusCode::CONFLICT),
+            TooManyOffers => ("too_many_offers", StatusCode::CONFLICT),
+            QuoteTooComplex => ("quote_too_complex", StatusCode::UNPROCESSABLE_ENTITY),
             InvalidProofClass => ("invalid_proof_class", StatusCode::UNPROCESSABLE_ENTITY),
             InvalidWindow => ("invalid_window", StatusCode::UNPROCESSABLE_ENTITY),
             WindowInPast => ("window_in_past", StatusCode::UNPROCESSABLE_ENTITY),
@@ -212,6 +231,8 @@ impl ErrorCode {
             InputUnprovable => ("input_unprovable", StatusCode::UNPROCESSABLE_ENTITY),
             Unavailable => ("unavailable", StatusCode::SERVICE_UNAVAILABLE),
             Contention => ("contention", StatusCode::SERVICE_UNAVAILABLE),
+            TooManySubscribers => ("too_many_subscribers", StatusCode::SERVICE_UNAVAILABLE),
+            TooManyWaitingClaims => ("too_many_waiting_claims", StatusCode::SERVICE_UNAVAILABLE),
             Internal => ("internal", StatusCode::INTERNAL_SERVER_ERROR),
         }
     }
@@ -249,11 +270,25 @@ pub struct ErrorEnvelope {
     pub error: ErrorBody,
 }
 
+/// In the API description, an error code is one of the table's names (so clients generated from
+/// the spec get an enum, and a schema checker refuses a code that is not in the table).
+impl utoipa::PartialSchema for ErrorCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some("Stable snake_case error code (the table in exchange/src/error.rs)."))
+            .enum_values(Some(ErrorCode::ALL.iter().map(|code| code.as_str())))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ErrorCode {}
+
 /// Body of the error envelope.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
-    /// Stable snake_case code, e.g. `insufficient_funds`.
-    #[schema(example = "insufficient_funds")]
+    /// Stable snake_case code from the code table, e.g. `insufficient_funds`.
+    #[schema(value_type = ErrorCode, example = "insufficient_funds")]
     pub code: String,
     /// Human-readable explanation saying what to fix.
     pub message: String,
@@ -375,7 +410,15 @@ mod tests {
             let (name, status) = code.parts();
             assert!(seen.insert(name), "duplicate code {name}");
             assert!(name.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{name}");
-            if !matches!(code, ErrorCode::Internal | ErrorCode::Unavailable | ErrorCode::Contention) {
+            let server_side = matches!(
+                code,
+                ErrorCode::Internal
+                    | ErrorCode::Unavailable
+                    | ErrorCode::Contention
+                    | ErrorCode::TooManySubscribers
+                    | ErrorCode::TooManyWaitingClaims
+            );
+            if !server_side {
                 assert!(status.is_client_error(), "{name} is {status}");
             }
         }

@@ -37,7 +37,9 @@ where
     db::MIGRATOR.run(&pool).await?;
     let outcome = work(pool.clone(), database.description.clone()).await;
     pool.close().await;
-    sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS \"{scratch}\"")).execute(&database.pool).await.ok();
+    // FORCE: a background pool (see [`Served`]) that `work` left open must not keep the scratch
+    // database alive.
+    sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS \"{scratch}\" WITH (FORCE)")).execute(&database.pool).await.ok();
     database.close().await;
     outcome
 }
@@ -57,14 +59,23 @@ pub struct Served {
     stop: tokio::sync::oneshot::Sender<()>,
     stop_scheduler: tokio::sync::watch::Sender<bool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The scheduler and the oracle, on their own pool (as in `pcx serve`).
+    loops: Vec<tokio::task::JoinHandle<()>>,
+    background: PgPool,
 }
 
 impl Served {
-    /// Serves the application (and its settlement scheduler) on 127.0.0.1:0 over `pool`.
+    /// Serves the application (and its settlement scheduler) on 127.0.0.1:0 over `pool`; the
+    /// scheduler and the oracle use a pool of their own to the same database, as in `pcx serve`.
     pub async fn start(pool: &PgPool, config: &ServeConfig, idle_connections: usize) -> anyhow::Result<Served> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let mut config = config.clone();
+        // The demo and the benchmarks are one client on loopback making many requests on
+        // purpose: the limits meant for strangers would only get in their way.
+        config.rate_auth_per_min = u32::MAX;
+        config.rate_oracle_per_sec = u32::MAX;
+        config.rate_quotes_per_min = u32::MAX;
         let admin_key = crate::auth::generate_api_key();
         config.admin_api_key = Some(admin_key.clone());
         let state = AppState::new(pool.clone(), &config, Settings::from_config(&config, addr)?).await?;
@@ -72,13 +83,19 @@ impl Served {
         let server = tokio::spawn(run(listener, app(state.clone()), async {
             let _ = stopped.await;
         }));
+        let background = db::background_pool(pool, config.db.background_connections);
         let (stop_scheduler, scheduler_stopped) = tokio::sync::watch::channel(false);
-        tokio::spawn(crate::service::settlement::run_scheduler(state.clone(), scheduler_stopped.clone()));
-        tokio::spawn(crate::service::oracle::run_oracle(state.clone(), scheduler_stopped));
+        let loops = vec![
+            tokio::spawn(crate::service::settlement::run_scheduler(
+                state.for_background(background.clone()),
+                scheduler_stopped.clone(),
+            )),
+            tokio::spawn(crate::service::oracle::run_oracle(state.for_background(background.clone()), scheduler_stopped)),
+        ];
         let base = format!("http://{addr}");
         let http = reqwest::Client::builder().pool_max_idle_per_host(idle_connections).build()?;
         let admin = token(&http, &base, &admin_key).await?;
-        Ok(Served { base, http, admin, admin_key, state, stop, stop_scheduler, server })
+        Ok(Served { base, http, admin, admin_key, state, stop, stop_scheduler, server, loops, background })
     }
 
     /// POSTs JSON; an error unless the answer is 2xx.
@@ -136,11 +153,15 @@ impl Served {
         Ok(body)
     }
 
-    /// Stops the server and the scheduler.
+    /// Stops the server, the scheduler and the oracle, and closes their pool.
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.stop_scheduler.send(true);
         let _ = self.stop.send(());
         self.server.await??;
+        for running in self.loops {
+            let _ = running.await;
+        }
+        self.background.close().await;
         Ok(())
     }
 }

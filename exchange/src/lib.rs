@@ -33,6 +33,7 @@ pub mod inprocess;
 pub mod limits;
 pub mod metrics;
 pub mod periodic;
+pub mod ratelimit;
 pub mod retry;
 pub mod routes;
 pub mod secrets;
@@ -58,7 +59,8 @@ use crate::metrics::Metrics;
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
-    /// The database pool.
+    /// The database pool: the requests' one, or in the background loops' state their own
+    /// (`PCX_BACKGROUND_DB_CONNECTIONS`, see [`AppState::for_background`]).
     pub db: PgPool,
     /// Signs and verifies access tokens.
     pub tokens: Arc<TokenKeys>,
@@ -76,12 +78,16 @@ pub struct AppState {
     pub circuits: Arc<service::circuits::Catalog>,
     /// The built-in circuit's setups (made once per exchange, kept in the database).
     pub setups: Arc<service::setups::Setups>,
+    /// Rate limiters of this process.
+    pub rate_limits: Arc<ratelimit::RateLimits>,
     /// The background loops' health and periodic checks.
     pub background: Arc<background::Background>,
     /// The pricing oracle.
     pub oracle: Arc<service::oracle::OracleRuntime>,
     /// "Now" for the market and settlement (the system clock, or a test's).
     pub clock: Arc<dyn clock::Clock>,
+    /// The caps on SSE subscribers and waiting claims.
+    pub caps: Arc<limits::Caps>,
 }
 
 /// The generated admin key's hash: made (and shown once) on the first start without
@@ -154,15 +160,18 @@ impl AppState {
         for class in store::progress::running_classes(&mut *db.acquire().await?).await.context("reading the traded classes")? {
             keys_warmer.warm(&class);
         }
+        let rate_limits = Arc::new(ratelimit::RateLimits::new(settings.rate));
         Ok(AppState {
             tokens: Arc::new(tokens),
             admin_key_hash: Arc::new(admin_key_hash),
+            caps: Arc::new(limits::Caps::new(&settings)),
             settings: Arc::new(settings),
             metrics: Arc::new(Metrics::default()),
             keys,
             keys_warmer,
             circuits: Arc::default(),
             setups,
+            rate_limits,
             background: Arc::new(background::Background::default()),
             oracle: Arc::new(service::oracle::OracleRuntime::new(&db, &config.oracle, &secrets).await?),
             clock: Arc::new(clock::SystemClock),
@@ -189,6 +198,13 @@ impl AppState {
         self
     }
 
+    /// The same state over `pool`, for the settlement scheduler and the oracle: every query of
+    /// their ticks goes through it (made by [`db::background_pool`]), so requests holding every
+    /// connection of the main pool cannot delay settlement. Everything else is shared.
+    pub fn for_background(&self, pool: PgPool) -> AppState {
+        AppState { db: pool, ..self.clone() }
+    }
+
     /// Now, on the state's clock.
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
         self.clock.now()
@@ -205,6 +221,7 @@ pub fn app(state: AppState) -> Router {
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), limits::request_deadline))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), ratelimit::rate_limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_panic| {
             ApiError::internal("a request handler panicked").into_response()
@@ -316,14 +333,17 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let settings = Settings::from_config(&config, bound)?;
     let state = AppState::new(database.pool.clone(), &config, settings).await?;
     tracing::info!(address = %bound, docs = %format!("http://{bound}/docs"), "pcx exchange listening");
+    let background = db::background_pool(&database.pool, config.db.background_connections);
     let (stop_scheduler, scheduler_stopped) = tokio::sync::watch::channel(false);
-    let scheduler = tokio::spawn(service::settlement::run_scheduler(state.clone(), scheduler_stopped.clone()));
-    let oracle = tokio::spawn(service::oracle::run_oracle(state.clone(), scheduler_stopped));
+    let scheduler =
+        tokio::spawn(service::settlement::run_scheduler(state.for_background(background.clone()), scheduler_stopped.clone()));
+    let oracle = tokio::spawn(service::oracle::run_oracle(state.for_background(background.clone()), scheduler_stopped));
     let limits = ServerLimits { header_read_timeout: std::time::Duration::from_secs(u64::from(config.header_read_timeout_secs.max(1))) };
     let served = run_with_limits(listener, app(state), shutdown_signal(), limits).await;
     let _ = stop_scheduler.send(true);
     let _ = scheduler.await;
     let _ = oracle.await;
+    background.close().await;
     database.close().await;
     tracing::info!("pcx exchange stopped");
     served.context("serving HTTP")

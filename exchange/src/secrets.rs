@@ -70,11 +70,16 @@ impl SecretsDir {
 
     /// Writes a secret that must not exist yet (mode 0600, directory 0700).
     pub fn write_new(&self, name: &str, value: &str) -> anyhow::Result<()> {
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.dir)
-            .with_context(|| format!("creating {}", self.dir.display()))?;
+        // Only the secrets directory itself is 0700: the data directory above it holds other
+        // things (the private cluster's files, owned by another user who must reach them).
+        if let Some(parent) = self.dir.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
+        match DirBuilder::new().mode(0o700).create(&self.dir) {
+            Ok(()) => {}
+            Err(err) if err.kind() == ErrorKind::AlreadyExists => {}
+            Err(err) => return Err(err).with_context(|| format!("creating {}", self.dir.display())),
+        }
         let path = self.path(name);
         let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
         file.write_all(value.as_bytes()).and_then(|()| file.sync_all()).with_context(|| format!("writing {}", path.display()))

@@ -109,16 +109,39 @@ async fn without_a_server_pcx_starts_and_stops_a_private_cluster() {
     wait_healthy(&mut server).await;
     let api_key = register(&server.base).await;
     assert_eq!(token_status(&server.base, &api_key).await, 200);
+
+    // The cluster asks for a password (kept 0600 with the exchange's secrets) and listens on
+    // loopback only: nothing trusts a local connection.
+    let hba = std::fs::read_to_string(data_dir.join("postgres/pg_hba.conf")).unwrap();
+    let rules: Vec<&str> = hba.lines().filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty()).collect();
+    assert!(!rules.is_empty() && rules.iter().all(|l| l.ends_with("scram-sha-256")), "{rules:?}");
+    let password_file = data_dir.join("secrets/postgres_password");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&password_file).unwrap().permissions().mode() & 0o777, 0o600);
+    let url = |password: &str| format!("postgres://postgres:{password}@127.0.0.1:{pg_port}/postgres");
+    assert!(sqlx::PgPool::connect(&url("wrong")).await.is_err(), "a wrong password is refused");
+    let password = std::fs::read_to_string(&password_file).unwrap();
+    let pool = sqlx::PgPool::connect(&url(password.trim())).await.unwrap();
+    let listen: String = sqlx::query_scalar("SHOW listen_addresses").fetch_one(&pool).await.unwrap();
+    assert_eq!(listen, "127.0.0.1");
+    pool.close().await;
     assert!(terminate(&mut server).success(), "pcx serve exits 0 on SIGTERM");
     assert!(
         std::net::TcpStream::connect(("127.0.0.1", pg_port)).is_err(),
         "the private cluster is stopped when pcx exits"
     );
 
-    // Restarted on the same data directory: the account is still there.
+    // Restarted on the same data directory: the account is still there. The cluster's rules
+    // are first turned back to `trust`, as an older pcx made them: pcx converts them again.
+    let hba_path = data_dir.join("postgres/pg_hba.conf");
+    let trusting: String = hba.lines().map(|l| format!("{}\n", l.replace("scram-sha-256", "trust"))).collect();
+    std::fs::write(&hba_path, trusting).unwrap();
     let mut again = pcx_serve(&envs);
     wait_healthy(&mut again).await;
     assert_eq!(token_status(&again.base, &api_key).await, 200);
+    let converted = std::fs::read_to_string(&hba_path).unwrap();
+    assert!(!converted.lines().any(|l| !l.starts_with('#') && l.trim_end().ends_with("trust")), "{converted}");
+    assert!(sqlx::PgPool::connect(&url("wrong")).await.is_err(), "trust is gone");
     assert!(terminate(&mut again).success());
     let _ = std::fs::remove_dir_all(&data_dir);
 }

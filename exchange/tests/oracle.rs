@@ -62,7 +62,7 @@ async fn rounds_are_signed_verifiable_and_resist_manipulation() {
         assert!(round["quantiles"][q].is_string(), "{round}");
     }
     assert!(dec(&round["quantiles"]["99"]) >= dec(&round["quantiles"]["50"]));
-    assert_eq!(round["methodology_version"], 1);
+    assert_eq!(round["methodology_version"], 2);
     assert_eq!(round["typed_data"]["primaryType"], "PriceRound");
 
     let signer = app.get("/v1/oracle/signer", None).await.body;

@@ -4,9 +4,12 @@
 //!    exchange: hourly machine rate / measured proofs per hour).
 //! 2. Drop stale quotes (older than their kind's max age) and insane ones (outside
 //!    `[sanity_min, sanity_max]`).
-//! 3. Reject outliers with a MAD fence around the median: `|p − m| > max(k · 1.4826 · MAD, floor · m)`.
-//! 4. Weigh: executed prices weigh more than quotes; no owner (a prover, a provider) may carry more
-//!    than `owner_cap` of the total weight.
+//! 3. Weigh: executed prices weigh more than quotes; asks share their kind's weight in proportion
+//!    to their [`Backing`] (the prover's bonded stake, at most a day of the offered capacity at
+//!    the plain median price).
+//! 4. Reject outliers with a MAD fence around the weighted median, the MAD weighted too:
+//!    `|p − m| > max(k · 1.4826 · MAD, floor · m)`; then no owner (a prover, a provider) may carry
+//!    more than `owner_cap` of the total weight.
 //! 5. The price is the weighted median; `conf` is half the weighted inter-quartile range.
 //! 6. Quantiles: `q_x` is the price that gets a proof delivered by the deadline with probability
 //!    `x`. With `F` the weighted share of supply at or below a price and `r` the feed's observed
@@ -46,6 +49,30 @@ pub struct Quote {
     pub observed_at: DateTime<Utc>,
     /// Until when the capacity behind it lasts, when known (forward curve).
     pub available_until: Option<DateTime<Utc>>,
+    /// For an ask: what stands behind it (see [`Backing`]); asks weigh in proportion to it.
+    /// `None` for other kinds.
+    pub backing: Option<Backing>,
+}
+
+/// What stands behind an ask: its prover's bonded stake and the capacity it offers. Its weight
+/// basis is `min(stake, a day of that capacity at the feed's median price)`: a swarm of asks
+/// with nothing bonded weighs next to nothing, and a high price does not buy weight (the
+/// capacity is valued at the market's price, not the ask's own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Backing {
+    /// The prover's bonded stake.
+    #[schema(value_type = String)]
+    pub stake: Decimal,
+    /// Proofs per hour offered.
+    pub proofs_per_hour: u32,
+}
+
+impl Backing {
+    /// The weight basis at market price `price`.
+    pub fn basis(&self, price: Decimal) -> Decimal {
+        let day = price.checked_mul(Decimal::from(self.proofs_per_hour)).and_then(|v| v.checked_mul(Decimal::from(24)));
+        day.map_or(self.stake, |day| day.min(self.stake)).max(Decimal::ZERO)
+    }
 }
 
 /// Why a quote was left out.
@@ -153,18 +180,6 @@ pub struct Estimate {
     pub reliability: Decimal,
 }
 
-fn median(sorted: &[Decimal]) -> Decimal {
-    let n = sorted.len();
-    if n == 0 {
-        return Decimal::ZERO;
-    }
-    if n % 2 == 1 {
-        sorted[n / 2]
-    } else {
-        (sorted[n / 2 - 1] + sorted[n / 2]) / Decimal::TWO
-    }
-}
-
 /// The smallest price whose cumulative weight reaches `share` of the total.
 fn weighted_quantile(points: &[(Decimal, Decimal)], share: Decimal) -> Decimal {
     let total: Decimal = points.iter().map(|(_, w)| *w).sum();
@@ -225,28 +240,51 @@ pub fn estimate(quotes: Vec<Quote>, deliveries: Deliveries, now: DateTime<Utc>, 
         })
         .collect();
 
-    // Outlier fence around the median of what is left.
-    let mut prices: Vec<Decimal> = assessed.iter().filter(|a| a.excluded.is_none()).map(|a| a.quote.price).collect();
-    prices.sort();
-    let m = median(&prices);
-    let mut deviations: Vec<Decimal> = prices.iter().map(|p| (*p - m).abs()).collect();
-    deviations.sort();
-    let mad = median(&deviations);
-    let fence = (params.mad_k * Decimal::new(14826, 4) * mad).max(params.relative_floor * m);
-    for a in assessed.iter_mut().filter(|a| a.excluded.is_none()) {
-        if (a.quote.price - m).abs() > fence {
-            a.excluded = Some(Exclusion::Outlier);
-        }
-    }
-
-    // Weights, then the owner cap.
+    // Base weights: by kind; asks share the weight asks have in all (ask_weight each) in
+    // proportion to their backing, valued at the plain median price of what is left, so that many
+    // thinly backed asks cannot outvote a few backed ones.
+    let mut plain: Vec<Decimal> = assessed.iter().filter(|a| a.excluded.is_none()).map(|a| a.quote.price).collect();
+    plain.sort();
+    let market = plain.get(plain.len() / 2).copied().unwrap_or(Decimal::ZERO);
+    let basis = |q: &Quote| q.backing.map_or(Decimal::ONE, |b| b.basis(market));
+    let live_asks: Vec<Decimal> = assessed
+        .iter()
+        .filter(|a| a.excluded.is_none() && a.quote.kind == SourceKind::Ask)
+        .map(|a| basis(&a.quote))
+        .collect();
+    let ask_total: Decimal = live_asks.iter().copied().sum();
+    let ask_count = Decimal::from(live_asks.len());
     for a in assessed.iter_mut().filter(|a| a.excluded.is_none()) {
         a.weight = match a.quote.kind {
+            SourceKind::Ask if ask_total > Decimal::ZERO => params.ask_weight * ask_count * basis(&a.quote) / ask_total,
             SourceKind::Ask => params.ask_weight,
             SourceKind::Executed => params.executed_weight,
             SourceKind::External => params.external_weight,
         };
     }
+
+    // Outlier fence around the weighted median of what is left (weighted, so that a crowd of
+    // weightless quotes cannot move the fence onto the honest ones).
+    let mut points: Vec<(Decimal, Decimal)> =
+        assessed.iter().filter(|a| a.excluded.is_none()).map(|a| (a.quote.price, a.weight)).collect();
+    points.sort();
+    let m = if points.iter().any(|(_, w)| *w > Decimal::ZERO) { weighted_quantile(&points, Decimal::new(5, 1)) } else { Decimal::ZERO };
+    let mut deviations: Vec<(Decimal, Decimal)> = points.iter().map(|(p, w)| ((*p - m).abs(), *w)).collect();
+    deviations.sort();
+    let mad = if deviations.iter().any(|(_, w)| *w > Decimal::ZERO) {
+        weighted_quantile(&deviations, Decimal::new(5, 1))
+    } else {
+        Decimal::ZERO
+    };
+    let fence = (params.mad_k * Decimal::new(14826, 4) * mad).max(params.relative_floor * m);
+    for a in assessed.iter_mut().filter(|a| a.excluded.is_none()) {
+        if (a.quote.price - m).abs() > fence {
+            a.excluded = Some(Exclusion::Outlier);
+            a.weight = Decimal::ZERO;
+        }
+    }
+
+    // The owner cap.
     let mut owners: Vec<(String, Decimal)> = Vec::new();
     for a in assessed.iter().filter(|a| a.excluded.is_none()) {
         match owners.iter_mut().find(|(o, _)| *o == a.quote.owner) {
@@ -361,6 +399,7 @@ mod tests {
             price: price.parse().unwrap(),
             observed_at: now - Duration::seconds(age_secs),
             available_until: None,
+            backing: None,
         }
     }
 

@@ -69,6 +69,7 @@ pub fn quotes(feed: &Feed, provider: &str, machines: &[Machine], fetched_at: Dat
                 price: rate / Decimal::from(per_hour),
                 observed_at: fetched_at,
                 available_until: None,
+                backing: None,
             })
         })
         .collect()

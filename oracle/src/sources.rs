@@ -5,7 +5,11 @@
 //!   bucket). It was observed when posted, but it is re-confirmed by every round it stays in the
 //!   book: its `observed_at` is its posting time, no earlier than an hour ago (so a year-old ask
 //!   is not stale while it rests), never in the future.
-//! - An **executed** price (a contract bought recently) counts the same way, observed when bought.
+//!   It weighs by its [`Backing`] (the prover's bonded stake, at most a day of the offered
+//!   capacity at the market's price), so sybil asks with nothing behind them weigh next to nothing.
+//! - An **executed** price (a contract bought recently) counts the same way, observed when bought,
+//!   unless its buyer and prover trade only with each other ([`isolated_pairs`]: a wash trade
+//!   looks exactly like that).
 //! - An **external** price list counts per machine: see [`crate::external`].
 //! - **Deliveries** of the feed's circuit and size within its deadline bucket give its on-time
 //!   rate; misses that were the exchange's own fault are left out by the exchange.
@@ -15,7 +19,7 @@ use rust_decimal::Decimal;
 
 use pcx_domain::ProofClass;
 
-use crate::aggregate::{Deliveries, Quote, SourceKind};
+use crate::aggregate::{Backing, Deliveries, Quote, SourceKind};
 use crate::feed::Feed;
 
 /// An ask still open at the time of the round is re-confirmed; it counts as observed at most
@@ -37,6 +41,10 @@ pub struct Ask {
     pub posted_at: DateTime<Utc>,
     /// End of its window.
     pub window_end: DateTime<Utc>,
+    /// Proofs per hour it offers.
+    pub proofs_per_hour: u32,
+    /// Its prover's bonded stake.
+    pub bonded: Decimal,
 }
 
 /// A contract bought recently.
@@ -46,6 +54,8 @@ pub struct Executed {
     pub id: String,
     /// Its (first) primary prover.
     pub prover: String,
+    /// Who bought it.
+    pub buyer: String,
     /// What it buys.
     pub class: ProofClass,
     /// Its locked price per proof.
@@ -76,16 +86,43 @@ pub fn market_quotes(feed: &Feed, asks: &[Ask], executed: &[Executed], now: Date
         price: a.price,
         observed_at: now.min(a.posted_at.max(now - ASK_CONFIRMED_WITHIN)),
         available_until: Some(a.window_end),
+        backing: Some(Backing { stake: a.bonded, proofs_per_hour: a.proofs_per_hour }),
     });
-    let executed = executed.iter().filter(|c| feed.served_by(&c.class)).map(|c| Quote {
+    let isolated = isolated_pairs(executed);
+    let executed = executed
+        .iter()
+        .filter(|c| feed.served_by(&c.class))
+        .filter(|c| !isolated.contains(&(c.buyer.as_str(), c.prover.as_str())))
+        .map(|c| Quote {
         source: format!("executed:{}", c.id),
         owner: format!("prover:{}", c.prover),
         kind: SourceKind::Executed,
         price: c.price,
         observed_at: c.bought_at,
         available_until: Some(c.ends_at),
+        backing: None,
     });
     asks.chain(executed).collect()
+}
+
+/// Buyer-prover pairs that trade only with each other among `executed` (the buyer bought from
+/// no other prover, the prover sold to no other buyer): their prices say nothing about the
+/// market (they may be one owner on both sides), so they do not count as executed.
+pub fn isolated_pairs(executed: &[Executed]) -> std::collections::HashSet<(&str, &str)> {
+    use std::collections::{HashMap, HashSet};
+    let mut provers_of: HashMap<&str, HashSet<&str>> = HashMap::new();
+    let mut buyers_of: HashMap<&str, HashSet<&str>> = HashMap::new();
+    for c in executed {
+        provers_of.entry(c.buyer.as_str()).or_default().insert(c.prover.as_str());
+        buyers_of.entry(c.prover.as_str()).or_default().insert(c.buyer.as_str());
+    }
+    executed
+        .iter()
+        .map(|c| (c.buyer.as_str(), c.prover.as_str()))
+        .filter(|(buyer, prover)| {
+            provers_of.get(buyer).is_some_and(|p| p.len() == 1) && buyers_of.get(prover).is_some_and(|b| b.len() == 1)
+        })
+        .collect()
 }
 
 /// The delivery record of `feed`: outcomes of its system, circuit and size whose deadline fits
@@ -120,7 +157,76 @@ mod tests {
     }
 
     fn ask(id: i64, class: ProofClass, posted: i64) -> Ask {
-        Ask { id, prover: format!("p{id}"), class, price: Decimal::ONE, posted_at: at(posted), window_end: at(100_000) }
+        Ask {
+            id,
+            prover: format!("p{id}"),
+            class,
+            price: Decimal::ONE,
+            posted_at: at(posted),
+            window_end: at(100_000),
+            proofs_per_hour: 10,
+            bonded: Decimal::from(1000),
+        }
+    }
+
+    fn executed(id: &str, buyer: &str, prover: &str, price: i64) -> Executed {
+        Executed {
+            id: id.into(),
+            prover: prover.into(),
+            buyer: buyer.into(),
+            class: class(12, 600),
+            price: Decimal::from(price),
+            bought_at: at(-60),
+            ends_at: at(100_000),
+        }
+    }
+
+    #[test]
+    fn a_swarm_of_unbacked_asks_does_not_move_the_price() {
+        use crate::aggregate::{estimate, Params};
+        let feed = Feed::of(class(12, 600));
+        // Five honest provers with stake behind their asks around 1.00...
+        let mut asks: Vec<Ask> = (0..5)
+            .map(|i| Ask { price: Decimal::new(100 + i, 2), prover: format!("honest{i}"), ..ask(i, class(12, 600), -60) })
+            .collect();
+        // ...and twenty sybils at 0.90 (inside the outlier fence) with almost nothing bonded.
+        asks.extend((0..20).map(|i| Ask {
+            price: Decimal::new(90, 2),
+            prover: format!("sybil{i}"),
+            bonded: Decimal::new(1, 2),
+            ..ask(100 + i, class(12, 600), -60)
+        }));
+        let quotes = market_quotes(&feed, &asks, &[], at(0));
+        let price = estimate(quotes, Default::default(), at(0), &Params { min_sources: 1, ..Params::default() }).price;
+        let price = price.expect("a price");
+        assert!(price >= Decimal::ONE, "the sybils moved the price to {price}");
+    }
+
+    #[test]
+    fn an_expensive_ask_does_not_buy_weight_with_its_own_price() {
+        use crate::aggregate::{estimate, Params};
+        let feed = Feed::of(class(12, 600));
+        let mut asks: Vec<Ask> = (0..4)
+            .map(|i| Ask { price: Decimal::new(100 + 2 * i, 2), prover: format!("honest{i}"), ..ask(i, class(12, 600), -60) })
+            .collect();
+        asks.push(Ask { price: Decimal::from(900), prover: "greedy".into(), bonded: Decimal::from(1_000_000), ..ask(9, class(12, 600), -60) });
+        let quotes = market_quotes(&feed, &asks, &[], at(0));
+        let estimate = estimate(quotes, Default::default(), at(0), &Params { min_sources: 1, ..Params::default() });
+        let price = estimate.price.expect("a price");
+        assert!(price < Decimal::new(110, 2), "a stake-heavy ask at 900 captured the price: {price}");
+    }
+
+    #[test]
+    fn pairs_that_trade_only_with_each_other_are_not_executed_prices() {
+        let feed = Feed::of(class(12, 600));
+        let trades = [
+            executed("wash", "buyer-x", "prover-x", 5),
+            executed("a", "buyer-1", "prover-1", 1),
+            executed("b", "buyer-2", "prover-1", 1),
+        ];
+        let quotes = market_quotes(&feed, &[], &trades, at(0));
+        let sources: Vec<&str> = quotes.iter().map(|q| q.source.as_str()).collect();
+        assert_eq!(sources, ["executed:a", "executed:b"], "the isolated pair is left out; a prover with two buyers counts");
     }
 
     #[test]

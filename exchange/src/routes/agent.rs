@@ -142,9 +142,12 @@ pub struct ClaimResponse {
 }
 
 /// Claims a job, waiting up to `wait_secs`: a job this agent already holds but does not list in
-/// `in_hand` first (a claim retried after a lost answer), then its own, then the open market.
+/// `in_hand` first (a claim retried after a lost answer), then its own, then the open market. At
+/// most `PCX_MAX_CLAIM_WAITERS` claims wait at once; one more with `wait_secs` > 0 is answered 503
+/// `too_many_waiting_claims` with `Retry-After`.
 #[utoipa::path(post, path = "/v1/agent/jobs/claim", tag = "agents", security(("bearer" = [])), request_body = ClaimRequest,
-    responses((status = 200, body = ClaimResponse), (status = 403, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
+    responses((status = 200, body = ClaimResponse), (status = 403, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
+              (status = 503, body = ErrorEnvelope, description = "too_many_waiting_claims (with Retry-After)")))]
 pub async fn claim(
     State(state): State<AppState>,
     caller: Caller,
@@ -162,6 +165,12 @@ pub async fn claim(
         return Err(ApiError::new(ErrorCode::InvalidInput, format!("circuits: at most {MAX_CIRCUITS}")));
     }
     let sizes: Vec<i16> = req.sizes.iter().map(|s| i16::from(*s)).collect();
+    // A waiting claim holds a permit until it answers (or is dropped); one that does not wait is an
+    // ordinary request and takes none.
+    let _waiting = match wait {
+        0 => None,
+        _ => Some(state.caps.claim_waiter()?),
+    };
     let give_up = tokio::time::Instant::now() + std::time::Duration::from_secs(u64::from(wait));
     loop {
         let wanted = settlement::Wanted { sizes: &sizes, circuits: &req.circuits };

@@ -106,7 +106,7 @@ pub async fn unstake(
 #[utoipa::path(post, path = "/v1/offers", tag = "offers", security(("bearer" = [])), request_body = OfferInput,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
     responses((status = 201, body = OfferView), (status = 403, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope,
-              description = "insufficient_stake"), (status = 422, body = ErrorEnvelope)))]
+              description = "insufficient_stake, too_many_offers"), (status = 422, body = ErrorEnvelope)))]
 pub async fn create_offer(
     State(state): State<AppState>,
     caller: Caller,
@@ -200,7 +200,8 @@ pub async fn discounts(State(state): State<AppState>) -> Json<DiscountSchedule> 
 #[utoipa::path(post, path = "/v1/quotes", tag = "market", security(("bearer" = [])), request_body = QuoteRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
     responses((status = 201, body = QuoteView), (status = 403, body = ErrorEnvelope),
-              (status = 409, body = ErrorEnvelope, description = "insufficient_capacity"), (status = 422, body = ErrorEnvelope)))]
+              (status = 409, body = ErrorEnvelope, description = "insufficient_capacity"),
+              (status = 422, body = ErrorEnvelope, description = "invalid input, or quote_too_complex")))]
 pub async fn create_quote(
     State(state): State<AppState>,
     caller: Caller,

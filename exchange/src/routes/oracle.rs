@@ -240,17 +240,24 @@ pub async fn signer(State(state): State<AppState>) -> Json<SignerResponse> {
 }
 
 /// Server-sent events: `round` (a new round, as `prices/latest` shows it), `status` (a feed's status
-/// changed) and `heartbeat` (every 15 s). Many subscribers at once; a slow one skips what it missed.
+/// changed) and `heartbeat` (every 15 s). Up to `PCX_MAX_SSE_SUBSCRIBERS` subscribers at once (then
+/// 503 `too_many_subscribers` with `Retry-After`); a slow one skips what it missed.
 #[utoipa::path(get, path = "/v1/oracle/stream", tag = "oracle",
-    responses((status = 200, content_type = "text/event-stream", body = String)))]
-pub async fn stream(State(state): State<AppState>) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
+    responses((status = 200, content_type = "text/event-stream", body = String),
+              (status = 503, body = ErrorEnvelope, description = "too_many_subscribers (with Retry-After)")))]
+pub async fn stream(
+    State(state): State<AppState>,
+) -> ApiResult<Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>>> {
+    // The permit travels with the stream: it is given back when the client goes away and the
+    // server drops the stream.
+    let permit = state.caps.subscriber()?;
     let receiver = state.oracle.subscribe();
-    let events = futures_util::stream::unfold(receiver, |mut receiver| async move {
+    let events = futures_util::stream::unfold((receiver, permit), |(mut receiver, permit)| async move {
         loop {
             match receiver.recv().await {
                 Ok(event) => {
                     let sse = Event::default().event(event.kind).data(event.data.as_str());
-                    return Some((Ok(sse), receiver));
+                    return Some((Ok(sse), (receiver, permit)));
                 }
                 Err(RecvError::Lagged(skipped)) => {
                     tracing::debug!(skipped, "a slow SSE subscriber skipped events");
@@ -259,7 +266,7 @@ pub async fn stream(State(state): State<AppState>) -> Sse<impl futures_util::Str
             }
         }
     });
-    Sse::new(events).keep_alive(KeepAlive::new().interval(StdDuration::from_secs(15)))
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(StdDuration::from_secs(15))))
 }
 
 /// A halt or resume.

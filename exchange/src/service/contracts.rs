@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use pcx_capacity_reservation::allocation::{
-    allocate, AllocationError, Assignment, Block, CollateralTerms, ContractRequest, OfferSnapshot, ReservationRole,
+    allocate_within, AllocationError, Assignment, Block, CollateralTerms, ContractRequest, OfferSnapshot, ReservationRole,
 };
 use pcx_capacity_reservation::capacity::{floor_hour, SlotRun};
 use pcx_capacity_reservation::offer::backing_required;
@@ -122,6 +122,32 @@ fn schedule_error(err: ScheduleError) -> ApiError {
     ApiError::new(code, format!("schedule: {err}"))
 }
 
+/// The answer to an allocation that failed.
+fn allocation_error(err: AllocationError, budget: std::time::Duration) -> ApiError {
+    match err {
+        AllocationError::NoSlots => ApiError::new(ErrorCode::InvalidSchedule, "schedule: it has no slot"),
+        AllocationError::InsufficientCapacity { .. } => ApiError::new(
+            ErrorCode::InsufficientCapacity,
+            format!("the book cannot serve this schedule: {err}"),
+        )
+        .with_hint(
+            "see GET /v1/offers for free capacity; try a later start, a shorter term, fewer backups, \
+             a higher max_price_per_proof or a lower min_reputation",
+        ),
+        AllocationError::BudgetExceeded { .. } => ApiError::new(
+            ErrorCode::QuoteTooComplex,
+            format!(
+                "allocating this schedule over the book took longer than the {} ms a quote may take ({err})",
+                budget.as_millis()
+            ),
+        )
+        .with_hint(
+            "narrow the request: a shorter term (buy it as several contracts), a lower max_price_per_proof \
+             or a higher min_reputation (fewer candidate offers), or fewer backups",
+        ),
+    }
+}
+
 /// Checks a quote request into the allocator's terms.
 pub async fn checked_request(
     conn: &mut PgConnection,
@@ -178,7 +204,22 @@ pub async fn quote(
     let last = schedule.last_opens_at().ok_or_else(|| ApiError::new(ErrorCode::InvalidSchedule, "schedule: it has no slot"))?;
     let span = (floor_hour(schedule.start), floor_hour(last) + Duration::hours(1));
 
-    let rows = store::offers::candidates(conn, &request.class, span.0, span.1).await?;
+    // The contract's peak proofs per clock hour (the allocator's `units`): offers selling fewer
+    // serve none of it, so they are left out before the cap counts them.
+    let units = SlotRun::of(schedule, 0..schedule.slot_count(), request.proofs_per_slot)
+        .map_or(u32::MAX, |whole| u32::try_from(whole.peak_hourly()).unwrap_or(u32::MAX));
+    let rows = store::offers::candidates(
+        conn,
+        &store::offers::CandidateFilter {
+            class: &request.class,
+            from: span.0,
+            to: span.1,
+            min_proofs_per_hour: units,
+            max_price: request.max_price_per_proof,
+            limit: market.max_quote_candidates,
+        },
+    )
+    .await?;
     let ids: Vec<i64> = rows.iter().map(|o| o.id).collect();
     let mut held: HashMap<i64, Vec<_>> = HashMap::new();
     for (offer, h) in store::offers::held(conn, &ids, span.0, span.1).await? {
@@ -241,19 +282,23 @@ pub async fn quote(
             })
             .collect(),
     };
-    let allocation = allocate(&request, &offers, &mut collateral, &mut rand::thread_rng()).map_err(|err| match err {
-        AllocationError::NoSlots => ApiError::new(ErrorCode::InvalidSchedule, "schedule: it has no slot"),
-        AllocationError::InsufficientCapacity { .. } => ApiError::new(
-            ErrorCode::InsufficientCapacity,
-            format!("the book cannot serve this schedule: {err}"),
-        )
-        .with_hint(
-            "see GET /v1/offers for free capacity; try a later start, a shorter term, fewer backups, \
-             a higher max_price_per_proof or a lower min_reputation",
-        ),
-    })?;
-    let terms = price_allocation(&request, &allocation, &offers, &market.discounts, market.fee_bps, market.escrow_window)
-        .map_err(ApiError::internal)?;
+    // The allocation is CPU work that grows with candidates x segments of the term: it runs on the
+    // blocking pool, so it never stalls the async workers serving other requests, and under a
+    // deadline, so one quote cannot hold a thread (and this transaction's connection) for long.
+    let budget = market.quote_budget;
+    let (discounts, fee_bps, escrow_window) = (market.discounts.clone(), market.fee_bps, market.escrow_window);
+    let allocating = request.clone();
+    let (allocation, terms) = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + budget;
+        let allocation =
+            allocate_within(&allocating, &offers, &mut collateral, &mut rand::thread_rng(), Some(deadline))?;
+        let terms = price_allocation(&allocating, &allocation, &offers, &discounts, fee_bps, escrow_window);
+        Ok((allocation, terms))
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(|err| allocation_error(err, budget))?;
+    let terms = terms.map_err(ApiError::internal)?;
 
     let blocks: Vec<AllocationBlock> = allocation
         .blocks
@@ -472,6 +517,7 @@ pub async fn accept(
         store::contracts::InsertError::CapacityGone(why) => capacity_gone(why),
         store::contracts::InsertError::Db(err) => err.into(),
     })?;
+    store::contracts::mark_quote_accepted(conn, quote_id, now).await?;
 
     // The primaries' stake must still cover their slots in the collateral window, these included.
     let primaries: Vec<Uuid> =

@@ -188,6 +188,19 @@ pub async fn create(
     // Both bounds below sum the prover's other offers: locking its bonded row first makes two of
     // its posts (or a post and an unstake) take turns, so neither decides on a stale sum.
     store::contracts::lock_bonded(conn, &[prover.0]).await?;
+    // Every quote reads the book and each offer adds segments to its allocation: one prover must
+    // not be able to make every quote slow by posting thousands of them.
+    let live = store::offers::live_count(conn, prover, now).await?;
+    if live >= market.max_offers_per_prover {
+        return Err(ApiError::new(
+            ErrorCode::TooManyOffers,
+            format!(
+                "you already have {live} active offers whose window has not ended; at most {} are allowed",
+                market.max_offers_per_prover
+            ),
+        )
+        .with_hint("cancel offers you no longer need (DELETE /v1/offers/{id}), or post fewer with longer windows"));
+    }
     if market.offer_capacity_check == OfferCapacityCheck::Measured {
         check_measured_capacity(conn, prover, &class, input, now).await?;
     }

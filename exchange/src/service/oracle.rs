@@ -231,7 +231,9 @@ impl OracleRuntime {
             latest: RwLock::new(HashMap::new()),
             events,
             last_heartbeat: Mutex::new(None),
-            http: reqwest::Client::new(),
+            // TLS (rustls, system and bundled roots) for https providers; building can fail on a
+            // broken trust store, which is a start-up error, not a panic.
+            http: reqwest::Client::builder().build().context("building the HTTP client for price providers")?,
         };
         let mut conn = pool.acquire().await?;
         for circuit in store::circuits::list(&mut conn).await? {
@@ -453,7 +455,8 @@ pub async fn tick(state: &AppState, now: DateTime<Utc>) -> ApiResult<usize> {
 }
 
 /// Runs the oracle until `shutdown` turns true (does nothing when its tick is off). Each tick
-/// runs supervised: a failing or panicking tick is logged and the next one runs.
+/// runs supervised: a failing or panicking tick is logged and the next one runs. `pcx serve`
+/// gives it the scheduler's background pool ([`AppState::for_background`]).
 pub async fn run_oracle(state: AppState, shutdown: tokio::sync::watch::Receiver<bool>) {
     let Some(period) = state.oracle.settings.tick else { return };
     state.background.started(ORACLE);

@@ -64,6 +64,37 @@ pub async fn lock_quote(conn: &mut PgConnection, id: Uuid) -> Result<Option<Quot
     }))
 }
 
+/// Records that a quote became a contract (in the accept's transaction, on the row it locked),
+/// which takes it out of the purge's index.
+pub async fn mark_quote_accepted(conn: &mut PgConnection, quote: Uuid, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE quotes SET accepted_at = $2 WHERE id = $1").bind(quote).bind(at).execute(conn).await?;
+    Ok(())
+}
+
+/// Deletes up to `limit` quotes that expired before `before` and were never accepted, oldest
+/// first; returns how many. Nothing else references a quote but `contracts.quote_id` (the
+/// idempotency table keeps the response JSON, not a key), so those are excluded: by
+/// `accepted_at` (the partial index `quotes_to_purge` holds only unaccepted quotes), and by the
+/// contracts themselves for quotes an older binary accepted without setting it. A quote that an
+/// accept holds locked is skipped (`SKIP LOCKED`) rather than waited for, and the foreign key stays
+/// the last line should one still be accepted meanwhile.
+pub async fn purge_expired_quotes(conn: &mut PgConnection, before: DateTime<Utc>, limit: i64) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        // `= ANY (ARRAY(...))`, not `IN (...)`: the batch is collected first and deleted by primary
+        // key, where `IN` let the planner hash-join it against a scan of every quote.
+        "DELETE FROM quotes WHERE id = ANY (ARRAY(
+             SELECT q.id FROM quotes q
+              WHERE q.accepted_at IS NULL AND q.valid_until < $1
+                AND NOT EXISTS (SELECT 1 FROM contracts c WHERE c.quote_id = q.id)
+              ORDER BY q.valid_until LIMIT $2 FOR UPDATE SKIP LOCKED))",
+    )
+    .bind(before)
+    .bind(limit)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// The contract made from a quote, if any.
 pub async fn contract_of_quote(conn: &mut PgConnection, quote: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
     sqlx::query_scalar("SELECT id FROM contracts WHERE quote_id = $1").bind(quote).fetch_optional(conn).await

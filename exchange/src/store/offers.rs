@@ -202,30 +202,62 @@ pub async fn book(
     raws.into_iter().map(TryInto::try_into).collect()
 }
 
-/// Active offers of the same system and circuit that can serve `class` (size at least, deadline at
-/// most) and whose window overlaps `[from, to)`.
-pub async fn candidates(
-    conn: &mut PgConnection,
-    class: &ProofClass,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> Result<Vec<OfferRow>, sqlx::Error> {
+/// What a quote asks of the offers it considers.
+#[derive(Debug, Clone, Copy)]
+pub struct CandidateFilter<'a> {
+    /// The class to serve (same system and circuit, size at least, deadline at most).
+    pub class: &'a ProofClass,
+    /// The offer's window must overlap `[from, to)`.
+    pub from: DateTime<Utc>,
+    /// See `from`.
+    pub to: DateTime<Utc>,
+    /// The contract's peak proofs per clock hour: an offer selling fewer can serve none of it.
+    pub min_proofs_per_hour: u32,
+    /// The buyer's `max_price_per_proof`, if any.
+    pub max_price: Option<Money>,
+    /// At most this many offers (`PCX_MAX_QUOTE_CANDIDATES`).
+    pub limit: i64,
+}
+
+/// Active offers that can serve the filter's class, rate and price over `[from, to)`: the
+/// cheapest `limit` by base price, then id (the allocator picks the cheapest, so a cap that keeps
+/// the cheapest keeps the offers it would use; among equal prices the oldest, first come first
+/// served). The rate and price filters the allocator would apply anyway run here so that offers it
+/// would drop do not take places under the cap.
+pub async fn candidates(conn: &mut PgConnection, filter: &CandidateFilter<'_>) -> Result<Vec<OfferRow>, sqlx::Error> {
+    let class = filter.class;
     let raws: Vec<RawOffer> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM offers
           WHERE status = '{active}' AND system = $1 AND circuit = $2 AND size_log2 >= $3 AND deadline_secs <= $4
             AND window_start < $6 AND window_end > $5
-          ORDER BY id",
+            AND proofs_per_hour >= $7 AND ($8::numeric IS NULL OR price_per_proof <= $8)
+          ORDER BY price_per_proof, id
+          LIMIT $9",
         active = OfferStatus::Active.as_str()
     ))
     .bind(system_name(class.system))
     .bind(&class.circuit)
     .bind(i16::from(class.size_log2))
     .bind(i32::try_from(class.deadline_secs).unwrap_or(i32::MAX))
-    .bind(from)
-    .bind(to)
+    .bind(filter.from)
+    .bind(filter.to)
+    .bind(i32::try_from(filter.min_proofs_per_hour).unwrap_or(i32::MAX))
+    .bind(filter.max_price.map(|m| m.as_decimal()))
+    .bind(filter.limit)
     .fetch_all(conn)
     .await?;
     raws.into_iter().map(TryInto::try_into).collect()
+}
+
+/// How many active offers `prover` has whose window has not ended at `now` (the ones
+/// `PCX_MAX_OFFERS_PER_PROVER` bounds: an ended offer sells nothing and no quote reads it).
+pub async fn live_count(conn: &mut PgConnection, prover: AccountId, now: DateTime<Utc>) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM offers WHERE prover_id = $1 AND status = $2 AND window_end > $3")
+        .bind(prover.0)
+        .bind(OfferStatus::Active.as_str())
+        .bind(now)
+        .fetch_one(conn)
+        .await
 }
 
 /// Reservations on `offers` overlapping `[from, to)`, per offer, with the slots each holds.

@@ -25,6 +25,23 @@ struct RawSource<Id> {
     until: DateTime<Utc>,
 }
 
+/// An offer as a price source, with what backs it.
+#[derive(sqlx::FromRow)]
+struct RawAsk {
+    #[sqlx(flatten)]
+    source: RawSource<i64>,
+    proofs_per_hour: i32,
+    bonded: Decimal,
+}
+
+/// A contract as a price source, with its buyer.
+#[derive(sqlx::FromRow)]
+struct RawExecuted {
+    #[sqlx(flatten)]
+    source: RawSource<Uuid>,
+    buyer_id: Uuid,
+}
+
 impl<Id> RawSource<Id> {
     fn class(&self) -> Result<pcx_domain::ProofClass, sqlx::Error> {
         proof_class_from_columns(&self.system, self.circuit.clone(), self.size_log2, self.deadline_secs)
@@ -33,26 +50,39 @@ impl<Id> RawSource<Id> {
 
 /// Active asks whose window is open at `now`, as price sources.
 pub async fn open_asks(conn: &mut PgConnection, now: DateTime<Utc>) -> Result<Vec<Ask>, sqlx::Error> {
-    let rows: Vec<RawSource<i64>> = sqlx::query_as(
-        "SELECT id, prover_id, system, circuit, size_log2, deadline_secs, price_per_proof, created_at AS at, window_end AS until
-           FROM offers WHERE status = $2 AND window_start <= $1 AND window_end > $1",
+    let rows: Vec<RawAsk> = sqlx::query_as(
+        "SELECT o.id, o.prover_id, o.system, o.circuit, o.size_log2, o.deadline_secs, o.price_per_proof, o.created_at AS at,
+                o.window_end AS until, o.proofs_per_hour, coalesce(l.balance, 0) AS bonded
+           FROM offers o
+           LEFT JOIN ledger_accounts l ON l.owner_id = o.prover_id AND l.kind = $3
+          WHERE o.status = $2 AND o.window_start <= $1 AND o.window_end > $1",
     )
     .bind(now)
     .bind(OfferStatus::Active.as_str())
+    .bind(pcx_domain::AccountKind::Bonded.as_str())
     .fetch_all(conn)
     .await?;
     rows.into_iter()
-        .map(|r| {
-            Ok(Ask { class: r.class()?, id: r.id, prover: r.prover_id.to_string(), price: r.price_per_proof, posted_at: r.at, window_end: r.until })
+        .map(|RawAsk { source: r, proofs_per_hour, bonded }| {
+            Ok(Ask {
+                class: r.class()?,
+                id: r.id,
+                prover: r.prover_id.to_string(),
+                price: r.price_per_proof,
+                posted_at: r.at,
+                window_end: r.until,
+                proofs_per_hour: u32::try_from(proofs_per_hour).unwrap_or(0),
+                bonded,
+            })
         })
         .collect()
 }
 
 /// Contracts bought since `since`, as executed prices (the primary of their first block).
 pub async fn executed_since(conn: &mut PgConnection, since: DateTime<Utc>) -> Result<Vec<Executed>, sqlx::Error> {
-    let rows: Vec<RawSource<Uuid>> = sqlx::query_as(
+    let rows: Vec<RawExecuted> = sqlx::query_as(
         "SELECT c.id, b.primary_prover_id AS prover_id, c.system, c.circuit, c.size_log2, c.deadline_secs, c.price_per_proof,
-                c.created_at AS at, c.ends_at AS until
+                c.created_at AS at, c.ends_at AS until, c.buyer_id
            FROM contracts c JOIN contract_blocks b ON b.contract_id = c.id AND b.block_no = 0
           WHERE c.created_at >= $1",
     )
@@ -60,11 +90,12 @@ pub async fn executed_since(conn: &mut PgConnection, since: DateTime<Utc>) -> Re
     .fetch_all(conn)
     .await?;
     rows.into_iter()
-        .map(|r| {
+        .map(|RawExecuted { source: r, buyer_id: buyer }| {
             Ok(Executed {
                 class: r.class()?,
                 id: r.id.to_string(),
                 prover: r.prover_id.to_string(),
+                buyer: buyer.to_string(),
                 price: r.price_per_proof,
                 bought_at: r.at,
                 ends_at: r.until,

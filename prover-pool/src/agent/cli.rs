@@ -9,6 +9,7 @@
 //! does; whether a circuit id is registered and ready, only by asking the exchange, which
 //! `super::circuits` does at start.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
@@ -73,9 +74,20 @@ pub enum Fault {
 /// Options of the prover agent (`pcx prover`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct AgentArgs {
-    /// Base URL of the exchange.
+    /// Base URL of the exchange: `https://...`, or `http://...` on loopback only (127.0.0.0/8,
+    /// ::1, `localhost`) unless --allow-insecure-http is given, since the API key is sent to it.
     #[arg(long, env = "PCX_EXCHANGE_URL", default_value = "http://127.0.0.1:8080")]
     pub exchange: String,
+    /// Lets --exchange be a plain `http://` URL of a host that is not loopback. The API key and
+    /// every token then travel in clear (a loud warning is logged at start); use TLS instead. The
+    /// variable takes true/false, yes/no, on/off or 1/0.
+    #[arg(long, env = "PCX_AGENT_ALLOW_INSECURE_HTTP", value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_insecure_http: bool,
+    /// PEM file of one or more CA certificates trusted for an `https://` exchange besides the
+    /// system's roots and the bundled Mozilla roots (a self-hosted exchange with a private CA or a
+    /// self-signed certificate).
+    #[arg(long, env = "PCX_EXCHANGE_CA_FILE", value_name = "PEM")]
+    pub exchange_ca_file: Option<PathBuf>,
     /// API key of the prover account (required to run the agent).
     #[arg(long, env = "PCX_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
@@ -140,6 +152,8 @@ impl AgentArgs {
     pub fn new(exchange: impl Into<String>, api_key: impl Into<String>) -> AgentArgs {
         AgentArgs {
             exchange: exchange.into(),
+            allow_insecure_http: false,
+            exchange_ca_file: None,
             api_key: Some(api_key.into()),
             workers: 1,
             backend: BackendChoice::Auto,
@@ -161,8 +175,7 @@ impl AgentArgs {
             }
             Some(_) => {}
         }
-        reqwest::Url::parse(&self.exchange)
-            .with_context(|| format!("--exchange `{}` is not a URL (e.g. http://127.0.0.1:8080)", self.exchange))?;
+        self.exchange_transport()?;
         if self.workers == 0 {
             bail!("--workers must be at least 1");
         }
@@ -174,6 +187,12 @@ impl AgentArgs {
         }
         self.circuit_selection()?;
         checked_sizes(&self.sizes, "--sizes")
+    }
+
+    /// How the agent reaches `--exchange`, checked with [`exchange_transport`] under
+    /// `--allow-insecure-http`.
+    pub(crate) fn exchange_transport(&self) -> anyhow::Result<Transport> {
+        exchange_transport(&self.exchange, self.allow_insecure_http)
     }
 
     /// `--circuits`, checked: `all`, or ids of 64 lowercase hex digits (empty items are ignored, so
@@ -209,6 +228,54 @@ impl AgentArgs {
     /// The artifacts cache: `--circuits-dir`, else `circuits` in [`AgentArgs::keys_dir`].
     pub(crate) fn circuits_dir(&self) -> PathBuf {
         self.circuits_dir.clone().unwrap_or_else(|| self.keys_dir().join("circuits"))
+    }
+}
+
+/// How the agent reaches the exchange, which it sends its API key (and then bearer tokens) to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transport {
+    /// `https://`: TLS, the server's certificate checked.
+    Https,
+    /// `http://` to this machine (127.0.0.0/8, ::1, `localhost`): nothing leaves it.
+    LoopbackHttp,
+    /// `http://` to another machine, allowed by `--allow-insecure-http`: the API key travels in
+    /// clear.
+    InsecureHttp,
+}
+
+/// Checks an exchange URL (`--exchange`, also each redirect's target): `https://` is fine,
+/// `http://` only to a loopback host unless `allow_insecure_http`; anything else (another scheme,
+/// no scheme, not a URL) is an error naming the option.
+pub(crate) fn exchange_transport(url: &str, allow_insecure_http: bool) -> anyhow::Result<Transport> {
+    let parsed = reqwest::Url::parse(url).with_context(|| {
+        format!("--exchange / PCX_EXCHANGE_URL `{url}` is not a URL (e.g. https://exchange.example or http://127.0.0.1:8080)")
+    })?;
+    match parsed.scheme() {
+        "https" => Ok(Transport::Https),
+        "http" if is_loopback(&parsed) => Ok(Transport::LoopbackHttp),
+        "http" if allow_insecure_http => Ok(Transport::InsecureHttp),
+        "http" => bail!(
+            "--exchange / PCX_EXCHANGE_URL `{url}` is plain http:// to a host that is not loopback: the API key \
+             would travel in clear. Use https://, or pass --allow-insecure-http (PCX_AGENT_ALLOW_INSECURE_HTTP=true) \
+             to accept that"
+        ),
+        other => bail!(
+            "--exchange / PCX_EXCHANGE_URL `{url}`: the scheme `{other}` is neither https nor http (e.g. \
+             https://exchange.example or http://127.0.0.1:8080)"
+        ),
+    }
+}
+
+/// Whether the URL's host is this machine: 127.0.0.0/8, ::1 (also as ::ffff:127.x.y.z), or the
+/// name `localhost` (resolved by the system, by convention to loopback).
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else { return false };
+    // The URL parser has already normalised IP addresses (`127.1` is `127.0.0.1`, IPv6 in brackets).
+    let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    match bare.parse::<IpAddr>() {
+        Ok(IpAddr::V4(ip)) => ip.is_loopback(),
+        Ok(IpAddr::V6(ip)) => ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+        Err(_) => host.strip_suffix('.').unwrap_or(host).eq_ignore_ascii_case("localhost"),
     }
 }
 
@@ -338,9 +405,11 @@ mod tests {
 
     #[test]
     fn agent_options_parse() {
-        let cli = parse(&["--exchange", "http://x:1", "--api-key", "K", "--workers", "2", "--fault", "miss"]).unwrap();
+        let cli = parse(&["--exchange", "https://x:1", "--api-key", "K", "--workers", "2", "--fault", "miss"]).unwrap();
         assert!(cli.command.is_none());
-        assert_eq!(cli.agent.exchange, "http://x:1");
+        assert_eq!(cli.agent.exchange, "https://x:1");
+        assert!(!cli.agent.allow_insecure_http);
+        assert_eq!(cli.agent.exchange_ca_file, None);
         assert_eq!(cli.agent.api_key.as_deref(), Some("K"));
         assert_eq!(cli.agent.workers, 2);
         assert_eq!(cli.agent.fault, Some(Fault::Miss));
@@ -440,6 +509,73 @@ mod tests {
         args.claim_wait_secs = 30;
         args.workers = 0;
         assert!(args.validate().is_err());
+    }
+
+    #[test]
+    fn https_is_always_fine_and_http_only_on_loopback() {
+        for url in ["https://exchange.example", "https://203.0.113.7:8443/", "https://[2001:db8::1]", "HTTPS://x"] {
+            assert_eq!(exchange_transport(url, false).unwrap(), Transport::Https, "{url}");
+        }
+        let loopback = [
+            "http://127.0.0.1:8080",
+            "http://127.255.0.9",
+            "http://127.1",
+            "http://[::1]:8080",
+            "http://[::ffff:127.0.0.1]",
+            "http://localhost:8080",
+            "http://LOCALHOST.",
+        ];
+        for url in loopback {
+            assert_eq!(exchange_transport(url, false).unwrap(), Transport::LoopbackHttp, "{url}");
+            assert_eq!(exchange_transport(url, true).unwrap(), Transport::LoopbackHttp, "{url}");
+        }
+    }
+
+    #[test]
+    fn plain_http_off_loopback_needs_allow_insecure_http() {
+        let off_loopback = [
+            "http://exchange.example",
+            "http://10.0.0.5:8080",
+            "http://0.0.0.0:8080",
+            "http://[2001:db8::1]",
+            "http://localhost.example",
+            "http://128.0.0.1",
+        ];
+        for url in off_loopback {
+            let err = exchange_transport(url, false).unwrap_err().to_string();
+            assert!(err.starts_with("--exchange / PCX_EXCHANGE_URL"), "{url}: {err}");
+            assert!(err.contains("--allow-insecure-http") && err.contains("PCX_AGENT_ALLOW_INSECURE_HTTP"), "{err}");
+            assert_eq!(exchange_transport(url, true).unwrap(), Transport::InsecureHttp, "{url}");
+        }
+        let cli = parse(&["--api-key", "K", "--exchange", "http://exchange.example"]).unwrap();
+        assert!(cli.agent.validate().unwrap_err().to_string().contains("--allow-insecure-http"));
+        let cli = parse(&["--api-key", "K", "--exchange", "http://exchange.example", "--allow-insecure-http"]).unwrap();
+        assert_eq!(cli.agent.validate().unwrap(), vec![10, 11, 12]);
+        assert_eq!(cli.agent.exchange_transport().unwrap(), Transport::InsecureHttp);
+        // The default is loopback.
+        assert_eq!(parse(&["--api-key", "K"]).unwrap().agent.exchange_transport().unwrap(), Transport::LoopbackHttp);
+    }
+
+    #[test]
+    fn other_schemes_and_bare_hosts_are_errors_naming_the_option() {
+        for url in ["ftp://exchange.example", "localhost:8080", "ws://127.0.0.1", "file:///tmp/x"] {
+            let err = exchange_transport(url, true).unwrap_err().to_string();
+            assert!(
+                err.starts_with("--exchange / PCX_EXCHANGE_URL") && err.contains("neither https nor http"),
+                "{err}"
+            );
+        }
+        for url in ["127.0.0.1:8080", "exchange.example", "", "http://"] {
+            let err = exchange_transport(url, true).unwrap_err().to_string();
+            assert!(err.starts_with("--exchange / PCX_EXCHANGE_URL") && err.contains("not a URL"), "{url}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_ca_file_is_an_option() {
+        let cli =
+            parse(&["--api-key", "K", "--exchange", "https://x", "--exchange-ca-file", "/etc/pcx/ca.pem"]).unwrap();
+        assert_eq!(cli.agent.exchange_ca_file, Some(PathBuf::from("/etc/pcx/ca.pem")));
     }
 
     #[test]

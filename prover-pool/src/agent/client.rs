@@ -20,8 +20,16 @@
 //!   for each chunk (a stall), not the whole transfer, which may take minutes for a large zkey. A
 //!   transfer that breaks off is [`CallError::Interrupted`]; starting it again is the caller's
 //!   choice (only the caller knows what it already wrote).
+//! - TLS is rustls: an `https://` exchange's certificate must chain to the system's roots, the
+//!   bundled Mozilla roots or a root of `--exchange-ca-file`. A certificate that does not check out
+//!   (unknown issuer, expired, wrong name), or a peer that does not speak TLS, is
+//!   [`CallError::Tls`] at once: retrying cannot fix the configuration, so it is never retried.
+//! - Redirects (at most 10) are followed only to URLs that `--exchange` itself could be (see
+//!   [`super::cli::exchange_transport`]): an `https://` exchange cannot bounce the API key, which
+//!   a 307/308 would resend, to a plain `http://` host.
 
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -34,6 +42,7 @@ use serde::Serialize;
 
 use super::api::{ErrorBody, TokenRequest, TokenResponse};
 use super::backoff::Backoff;
+use super::cli::exchange_transport;
 use super::signal::Signal;
 use super::TARGET;
 
@@ -41,6 +50,17 @@ use super::TARGET;
 pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Time limit for opening a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most redirects followed for one request.
+const MAX_REDIRECTS: usize = 10;
+
+/// How the client connects, from the command line.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Connection {
+    /// `--allow-insecure-http`: redirects to a plain `http://` host off loopback are followed too.
+    pub allow_insecure_http: bool,
+    /// `--exchange-ca-file`: a PEM file of extra trusted roots.
+    pub ca_file: Option<PathBuf>,
+}
 
 /// Why a call failed for good.
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +105,17 @@ pub(crate) enum CallError {
         /// The answer's `Retry-After`, when it had one (in seconds).
         retry_after: Option<Duration>,
     },
-    /// The request could not be built or the answer could not be read.
+    /// TLS with the exchange failed in a way retrying cannot change: its certificate was refused
+    /// (unknown issuer, expired, not for this host name) or it does not speak TLS.
+    #[error(
+        "TLS with the exchange failed: {failure} (for an exchange with a private CA or a self-signed certificate, \
+         pass that certificate with --exchange-ca-file / PCX_EXCHANGE_CA_FILE)"
+    )]
+    Tls {
+        /// What went wrong, with its causes.
+        failure: String,
+    },
+    /// The request could not be built (or a redirect was refused) or the answer could not be read.
     #[error("{0}")]
     Protocol(String),
 }
@@ -181,9 +211,44 @@ pub(crate) struct ExchangeClient {
 }
 
 impl ExchangeClient {
-    /// A client of the exchange at `base` (e.g. `http://127.0.0.1:8080`).
+    /// A client of the exchange at `base` (e.g. `http://127.0.0.1:8080`), with the default
+    /// [`Connection`] (system and bundled roots only).
+    #[cfg(test)]
     pub(crate) fn new(base: &str, api_key: &str) -> anyhow::Result<ExchangeClient> {
-        let http = reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT).build()?;
+        ExchangeClient::connect(base, api_key, &Connection::default())
+    }
+
+    /// A client of the exchange at `base` (already checked with
+    /// [`super::cli::exchange_transport`]), connecting as `connection` says.
+    pub(crate) fn connect(base: &str, api_key: &str, connection: &Connection) -> anyhow::Result<ExchangeClient> {
+        let allow_insecure_http = connection.allow_insecure_http;
+        let redirects = reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() >= MAX_REDIRECTS {
+                return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
+            }
+            match exchange_transport(attempt.url().as_str(), allow_insecure_http) {
+                Ok(_) => attempt.follow(),
+                Err(err) => {
+                    let refusal = format!("refused to follow the exchange's redirect to {}: {err:#}", attempt.url());
+                    attempt.error(refusal)
+                }
+            }
+        });
+        let mut builder =
+            reqwest::Client::builder().use_rustls_tls().connect_timeout(CONNECT_TIMEOUT).redirect(redirects);
+        if let Some(path) = &connection.ca_file {
+            for root in read_ca_file(path)? {
+                builder = builder.add_root_certificate(root);
+            }
+        }
+        let http = builder.build().map_err(|err| match &connection.ca_file {
+            Some(path) => anyhow::anyhow!(
+                "cannot set up the HTTP client with --exchange-ca-file / PCX_EXCHANGE_CA_FILE {}: {}",
+                path.display(),
+                describe(&err)
+            ),
+            None => anyhow::anyhow!("cannot set up the HTTP client: {}", describe(&err)),
+        })?;
         Ok(ExchangeClient {
             http,
             base: base.trim_end_matches('/').to_string(),
@@ -466,7 +531,10 @@ impl ExchangeClient {
         };
         let response = match sent {
             Ok(response) => response,
-            Err(err) if err.is_builder() => return Err(CallError::Protocol(format!("{url}: {err}"))),
+            Err(err) if err.is_builder() || err.is_redirect() => {
+                return Err(CallError::Protocol(format!("{url}: {}", describe(&err))))
+            }
+            Err(err) if is_permanent_tls_failure(&err) => return Err(CallError::Tls { failure: describe(&err) }),
             Err(err) => return Ok(Attempt::Transient { failure: describe(&err), retry_after: None }),
         };
         let status = response.status();
@@ -544,6 +612,45 @@ fn decode<T: DeserializeOwned>(op: &str, bytes: &[u8]) -> Result<T, CallError> {
     let bytes = if bytes.trim_ascii().is_empty() { b"null".as_slice() } else { bytes };
     serde_json::from_slice(bytes)
         .map_err(|err| CallError::Protocol(format!("unexpected answer to {op}: {err}; body: {}", snippet(bytes))))
+}
+
+/// The roots of a `--exchange-ca-file`: every `CERTIFICATE` block of the PEM file (at least one).
+pub(crate) fn read_ca_file(path: &Path) -> anyhow::Result<Vec<reqwest::Certificate>> {
+    let option = "--exchange-ca-file / PCX_EXCHANGE_CA_FILE";
+    let pem =
+        std::fs::read(path).map_err(|err| anyhow::anyhow!("{option} {}: cannot read it: {err}", path.display()))?;
+    let roots = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|err| anyhow::anyhow!("{option} {}: not a PEM file: {}", path.display(), describe(&err)))?;
+    if roots.is_empty() {
+        anyhow::bail!("{option} {}: no `-----BEGIN CERTIFICATE-----` block in it", path.display());
+    }
+    Ok(roots)
+}
+
+/// Whether a failed request failed in TLS for a reason that retrying cannot change: the server's
+/// certificate was refused, it presented none, it does not speak TLS (or only versions or suites
+/// rustls refuses). Dropped connections and timeouts during a handshake are not among them.
+fn is_permanent_tls_failure(err: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(cause) = source {
+        if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
+            return matches!(
+                tls,
+                rustls::Error::InvalidCertificate(_)
+                    | rustls::Error::NoCertificatesPresented
+                    | rustls::Error::UnsupportedNameType
+                    | rustls::Error::PeerIncompatible(_)
+                    | rustls::Error::InvalidMessage(_)
+            );
+        }
+        // rustls' error reaches reqwest inside (nested) `io::Error`s, whose `source()` skips the
+        // error they wrap: step into it instead.
+        source = match cause.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            Some(wrapped) => Some(wrapped as &(dyn std::error::Error + 'static)),
+            None => cause.source(),
+        };
+    }
+    false
 }
 
 /// A reqwest error with its causes (the top level alone says little: "error sending request").
@@ -738,6 +845,27 @@ mod tests {
         assert!(matches!(err, CallError::Interrupted { .. }), "{err:?}");
         let err = client.download("test", "/v1/missing", &options()).await.unwrap_err();
         assert!(matches!(err, CallError::Api { status, .. } if status == 404), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn redirects_to_plain_http_off_loopback_are_refused_and_not_retried() {
+        let exchange = FakeExchange::start(|request, _| match request.path.as_str() {
+            "/v1/auth/token" => Reply::json(200, json!({"token": "t"})),
+            "/v1/away" => Reply::json(307, json!({})).header("Location", "http://exchange.example/v1/x"),
+            "/v1/near" => Reply::json(307, json!({})).header("Location", "/v1/x"),
+            _ => Reply::json(200, json!({"ok": true})),
+        })
+        .await;
+        let client = ExchangeClient::new(&exchange.url(), "key").unwrap();
+        client.login(&options()).await.unwrap();
+        let err = client.post::<_, serde_json::Value>("test", "/v1/away", &json!({}), &options()).await.unwrap_err();
+        let CallError::Protocol(message) = &err else { panic!("not refused: {err:?}") };
+        assert!(message.contains("refused to follow") && message.contains("--allow-insecure-http"), "{message}");
+        assert_eq!(exchange.requests_to("/v1/away").len(), 1);
+        // A redirect on the same loopback exchange is followed, the body resent (307).
+        let answer: serde_json::Value = client.post("test", "/v1/near", &json!({"a": 1}), &options()).await.unwrap();
+        assert_eq!(answer, json!({"ok": true}));
+        assert_eq!(exchange.requests_to("/v1/x")[0].json(), json!({"a": 1}));
     }
 
     #[test]

@@ -17,13 +17,17 @@
 //!   input (the proof must verify) before they are advertised; its download machinery also
 //!   fetches the `hash-chain` keys.
 //! - `client`: the HTTP client (bearer token, re-login on 401, retries with `backoff`: 250 ms
-//!   doubling to 5 s, jittered; streamed downloads); `api`: the request and response bodies;
-//!   `signal`: the shutdown flags.
+//!   doubling to 5 s, jittered; streamed downloads; TLS by rustls with the system's and Mozilla's
+//!   roots plus `--exchange-ca-file`); `api`: the request and response bodies; `signal`: the
+//!   shutdown flags.
 //!
-//! What holds (details in the `worker` and `client` docs): the agent never sends two different
-//! proofs for one job; every proof is sent with `Idempotency-Key: <job_id>` and retried unchanged
-//! until answered or its lease (plus a 5 s grace) is over; an unreachable exchange is retried for as
-//! long as it takes, with one warning per outage; a refused API key stops the agent with an error;
+//! What holds (details in the `worker` and `client` docs): the API key is only sent over TLS
+//! (`https://`) or to this machine (`http://` to 127.0.0.0/8, ::1, `localhost`) unless
+//! `--allow-insecure-http` says otherwise (checked before any request, and for every redirect); a
+//! TLS certificate the client refuses stops the agent with an error instead of being retried; the
+//! agent never sends two different proofs for one job; every proof is sent with
+//! `Idempotency-Key: <job_id>` and retried unchanged until answered or its lease (plus a 5 s grace)
+//! is over; an unreachable exchange is retried for as long as it takes, with one warning per outage; a refused API key stops the agent with an error;
 //! on shutdown the agent claims nothing more, finishes the proofs that can still make their lease,
 //! releases the others, and returns within about a minute.
 //!
@@ -210,3 +214,5 @@ async fn signal_count(mut signals: watch::Receiver<u32>, n: u32) {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tls_tests;

@@ -343,6 +343,33 @@ async fn a_refused_api_key_stops_the_agent_before_fetching_keys() {
 }
 
 #[tokio::test]
+async fn plain_http_off_loopback_is_refused_before_any_request() {
+    let keys = TempDir::new("agent-insecure-http");
+    let exchange = FakeExchange::start(|_, _| {
+        Reply::json(401, json!({"error": {"code": "unauthorized", "message": "unknown API key"}}))
+    })
+    .await;
+    // 0.0.0.0 is not loopback, yet on Linux and macOS a connection to it reaches 127.0.0.1, where
+    // the fake exchange listens: without the check, the API key would get there.
+    let url = exchange.url().replace("127.0.0.1", "0.0.0.0");
+    let refused = AgentArgs { exchange: url, backend: BackendChoice::Cpu, ..args(&exchange, &keys) };
+    let err = run_agent(refused.clone(), std::future::pending()).await.unwrap_err().to_string();
+    assert!(err.starts_with("--exchange / PCX_EXCHANGE_URL") && err.contains("--allow-insecure-http"), "{err}");
+    assert!(exchange.requests().is_empty(), "{:?}", exchange.requests());
+
+    // Where 0.0.0.0 does reach this machine, --allow-insecure-http lets the same URL through.
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let probe_port = probe.local_addr().unwrap().port();
+    if std::net::TcpStream::connect_timeout(&([0, 0, 0, 0], probe_port).into(), Duration::from_secs(1)).is_err() {
+        return;
+    }
+    let allowed = AgentArgs { allow_insecure_http: true, ..refused };
+    let err = run_agent(allowed, std::future::pending()).await.unwrap_err().to_string();
+    assert!(err.contains("refused the API key"), "{err}");
+    assert_eq!(exchange.requests_to(TOKEN).len(), 1);
+}
+
+#[tokio::test]
 async fn shutdown_is_prompt_while_the_exchange_is_unreachable() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let keys = TempDir::new("agent-down");

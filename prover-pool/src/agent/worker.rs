@@ -44,8 +44,8 @@ use super::api::{
     Capability, ClaimRequest, ClaimResponse, HeartbeatRequest, HeartbeatResponse, Job, SubmitRequest, SubmitResponse,
 };
 use super::circuits::{prepare_selected, ServedCircuit};
-use super::cli::{AgentArgs, Fault, CIRCUIT};
-use super::client::{CallError, CallOptions, ExchangeClient, CALL_TIMEOUT};
+use super::cli::{AgentArgs, Fault, Transport, CIRCUIT};
+use super::client::{CallError, CallOptions, Connection, ExchangeClient, CALL_TIMEOUT};
 use super::exchange_keys::ensure_exchange_key;
 use super::signal::Signal;
 use super::{select_backend, TARGET};
@@ -74,24 +74,39 @@ const MAX_IN_HAND: usize = 1000;
 
 /// Runs the prover agent until `shutdown` resolves (then drains, see the module docs).
 ///
-/// Order at start: log in (a refused API key ends it with an error before any proving key is
+/// Order at start: check `--exchange` (`https://`, or `http://` on loopback unless
+/// `--allow-insecure-http`, warned about loudly) and read `--exchange-ca-file`, before any request;
+/// log in (a refused API key or TLS certificate ends it with an error before any proving key is
 /// fetched), then for each size: wait until the exchange's setup of that size is made, make the
 /// keys directory's proving key the exchange's (reused when its sha256 matches, else downloaded;
 /// the agent never generates keys), load it and benchmark it once; then prepare the registered
 /// circuits of `--circuits` (download or find in the cache, check, load, benchmark on the sample
 /// input; a circuit named by id that cannot be served is an error), first heartbeat, then the
 /// heartbeat task and the workers. Returns `Ok(())` after a clean shutdown, or the first fatal
-/// error (refused credentials, an answer retrying cannot change, a size whose key the exchange
-/// does not serve or that does not check out) after draining like a shutdown.
+/// error (refused credentials, a refused TLS certificate, an answer retrying cannot change, a size
+/// whose key the exchange does not serve or that does not check out) after draining like a
+/// shutdown.
 pub async fn run_agent(args: AgentArgs, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     let sizes = args.validate()?;
+    match args.exchange_transport()? {
+        Transport::InsecureHttp => tracing::warn!(
+            target: TARGET,
+            exchange = %args.exchange,
+            "INSECURE: --allow-insecure-http: the exchange is plain http:// to another machine, so the API key and \
+             every bearer token travel IN CLEAR and anyone on the path can take over this prover account; use https://"
+        ),
+        Transport::Https | Transport::LoopbackHttp => {}
+    }
+    // Before the backend (whose ICICLE self-test may take minutes): a bad --exchange-ca-file fails now.
+    let connection =
+        Connection { allow_insecure_http: args.allow_insecure_http, ca_file: args.exchange_ca_file.clone() };
+    let client = ExchangeClient::connect(&args.exchange, args.api_key.as_deref().unwrap_or_default(), &connection)?;
     let selection = args.circuit_selection()?;
     // Loading ICICLE and its self-test block for up to seconds (minutes for a first CUDA start).
     let choice = args.backend;
     let selected =
         tokio::task::spawn_blocking(move || select_backend(choice)).await.context("choosing the backend panicked")??;
     let (backend, backend_name) = (selected.backend, selected.label);
-    let client = ExchangeClient::new(&args.exchange, args.api_key.as_deref().unwrap_or_default())?;
 
     let stop = Signal::new();
     let watcher = tokio::spawn({

@@ -19,7 +19,7 @@
 //! `PCX_OUTAGE_AFTER_SECS`, or any gap before this process's first tick; nothing it took is
 //! charged to a prover); materialise slots a horizon ahead; fund escrow windows (or suspend, with backoff);
 //! re-check collateral; open due slots; fail expired jobs; settle slots past their deadline;
-//! complete finished contracts; record the tick. [`run_scheduler`] runs it every
+//! complete finished contracts; delete expired quotes nobody accepted (a bounded batch); record the tick. [`run_scheduler`] runs it every
 //! `PCX_SETTLEMENT_TICK_MS`, each tick in a task of its own: a tick that fails or panics is logged
 //! and the loop goes on; `/health` reports the age of the last completed one.
 
@@ -65,7 +65,13 @@ pub struct TickReport {
     pub missed: u64,
     /// Contracts completed.
     pub completed: u64,
+    /// Expired quotes nobody accepted, deleted.
+    pub purged_quotes: u64,
 }
+
+/// A quote is purged this long after `valid_until`, so that an accept that read the clock just
+/// before expiry has long committed (it also holds the quote locked, which the purge skips).
+const QUOTE_PURGE_GRACE: chrono::Duration = chrono::Duration::minutes(1);
 
 /// Runs one scheduler tick at `now`.
 pub async fn tick(state: &AppState, now: DateTime<Utc>) -> ApiResult<TickReport> {
@@ -90,6 +96,11 @@ pub async fn tick(state: &AppState, now: DateTime<Utc>) -> ApiResult<TickReport>
     phases.lap("deadline");
     report.completed = contracts::complete_due(state, now).await?;
     phases.lap("complete");
+    // Quotes nobody accepted would otherwise pile up forever (each holds its whole allocation);
+    // one bounded batch a tick keeps up with any quote rate below batch / tick.
+    report.purged_quotes =
+        store::contracts::purge_expired_quotes(&mut *state.db.acquire().await?, now - QUOTE_PURGE_GRACE, settings.batch).await?;
+    phases.lap("purge quotes");
     store::scheduler::record_tick(&mut *state.db.acquire().await?, store::scheduler::SETTLEMENT, now).await?;
     tracing::trace!(phases = ?phases.0, "settlement tick phases (ms)");
     Ok(report)
@@ -128,7 +139,9 @@ async fn notice_outage(state: &AppState, now: DateTime<Utc>) -> ApiResult<bool> 
     Ok(true)
 }
 
-/// Runs the scheduler until `shutdown` turns true (see the module docs).
+/// Runs the scheduler until `shutdown` turns true (see the module docs). `pcx serve` gives it a
+/// state on the background pool ([`AppState::for_background`]), so that every query of a tick
+/// goes through connections no request can hold.
 pub async fn run_scheduler(state: AppState, shutdown: tokio::sync::watch::Receiver<bool>) {
     state.background.started(SCHEDULER);
     let ticking = state.clone();
