@@ -210,6 +210,9 @@ pub(crate) struct ExchangeClient {
     clock_offset_ms: AtomicI64,
 }
 
+/// Idle pooled connections are dropped after this (below the exchange's default 10 s).
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl ExchangeClient {
     /// A client of the exchange at `base` (e.g. `http://127.0.0.1:8080`), with the default
     /// [`Connection`] (system and bundled roots only).
@@ -235,7 +238,13 @@ impl ExchangeClient {
             }
         });
         let mut builder =
-            reqwest::Client::builder().use_rustls_tls().connect_timeout(CONNECT_TIMEOUT).redirect(redirects);
+            reqwest::Client::builder()
+                .use_rustls_tls()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .redirect(redirects)
+                // The exchange closes keep-alive connections idle for 10 s (its header-read
+                // timeout); dropping ours sooner avoids sending a request into one it just closed.
+                .pool_idle_timeout(POOL_IDLE_TIMEOUT);
         if let Some(path) = &connection.ca_file {
             for root in read_ca_file(path)? {
                 builder = builder.add_root_certificate(root);
