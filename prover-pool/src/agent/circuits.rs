@@ -443,14 +443,16 @@ pub(crate) async fn fetch_artifact(
             );
             return Ok(Obtained::Cached);
         }
-        tracing::warn!(
+        // Not corruption as a rule: the exchange's file changed (a new setup) or the cache holds
+        // another exchange's. Either way the exchange's sha256 decides.
+        tracing::info!(
             target: TARGET,
             circuit_id = id,
             artifact = kind,
             path = %path.display(),
             cached = %sha256,
             expected = %want,
-            "the cached artifact does not match its sha256; deleting it and downloading it again"
+            "the cached artifact is not the exchange's (its sha256 differs); downloading the exchange's"
         );
         tokio::fs::remove_file(path).await.with_context(|| format!("deleting {}", path.display()))?;
     }
