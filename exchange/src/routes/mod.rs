@@ -24,7 +24,7 @@ use crate::AppState;
     info(title = "pcx", description = "Proof-capacity exchange and pricing oracle. Amounts are decimal strings \
         with at most 6 decimals; times are RFC 3339 UTC; errors are `{\"error\": {\"code\", \"message\"}}`."),
     modifiers(&BearerAuth),
-    components(schemas(crate::error::ErrorEnvelope, crate::service::setups::BuiltinCircuitView)),
+    components(schemas(crate::error::ErrorEnvelope, crate::service::setups::BuiltinCircuitView, circuits::ArtifactKind)),
     tags((name = "auth", description = "Accounts, API keys (list, create, revoke, rotate), tokens and wallet login"),
          (name = "funds", description = "Balances, ledger and withdrawals"),
          (name = "admin", description = "Operator routes"),
