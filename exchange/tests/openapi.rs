@@ -77,3 +77,24 @@ fn every_schema_reference_resolves() {
     missing.dedup();
     assert!(missing.is_empty(), "unresolved references: {missing:?}");
 }
+
+/// A list's `limit` says its bounds in the spec, as the server enforces them (a client or a
+/// fuzzer reading the spec knows what will be refused).
+#[test]
+fn list_limits_are_bounded_in_the_spec() {
+    let spec: serde_json::Value = serde_json::from_str(&pcx_exchange::routes::openapi().to_json().unwrap()).unwrap();
+    let mut unbounded = Vec::new();
+    for (path, operations) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in operations.as_object().unwrap() {
+            for parameter in operation["parameters"].as_array().cloned().unwrap_or_default() {
+                if parameter["name"] == "limit" {
+                    let schema = &parameter["schema"];
+                    if schema["maximum"].is_null() || schema["minimum"] != 1 {
+                        unbounded.push(format!("{method} {path}: {schema}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(unbounded.is_empty(), "{}", unbounded.join("\n"));
+}

@@ -47,7 +47,8 @@ pub struct Capability {
 pub struct HeartbeatRequest {
     /// The agent's id, chosen by it at start.
     pub agent_id: Uuid,
-    /// Workers proving in parallel.
+    /// Workers proving in parallel (1..=1024).
+    #[schema(minimum = 1, maximum = 1024)]
     pub workers: u32,
     /// MSM backend (`cpu`, `icicle`).
     pub backend: String,
@@ -94,6 +95,7 @@ pub struct ClaimRequest {
     /// The claiming agent.
     pub agent_id: Uuid,
     /// Hold the request up to this many seconds waiting for a job (0..=30).
+    #[schema(maximum = 30)]
     pub wait_secs: Option<u32>,
     /// Sizes (log2) of the built-in circuit the agent can prove.
     pub sizes: Vec<u8>,

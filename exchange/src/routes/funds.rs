@@ -83,6 +83,7 @@ pub async fn balances(State(state): State<AppState>, caller: Caller) -> ApiResul
 #[serde(deny_unknown_fields)]
 pub struct LedgerQuery {
     /// At most this many lines (1..=500, default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// Only entries with an id below this (for the next page, pass the previous `next_before`).
     pub before: Option<i64>,

@@ -143,6 +143,7 @@ pub struct BookQuery {
     /// Only this prover's offers.
     pub prover_id: Option<AccountId>,
     /// At most this many (1..=1000, default 200).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
@@ -278,6 +279,7 @@ pub struct ContractsResponse {
 #[serde(deny_unknown_fields)]
 pub struct ContractsQuery {
     /// At most this many (1..=200, default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
 }
 
@@ -319,6 +321,7 @@ pub struct SlotsQuery {
     /// First slot number (default 0).
     pub from: Option<u64>,
     /// At most this many (1..=1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u64>,
 }
 

@@ -145,6 +145,7 @@ pub struct HistoryQuery {
     /// Instead of a range: the round in force at this time.
     pub at: Option<DateTime<Utc>>,
     /// At most this many rounds (1..=1000, default 500).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
