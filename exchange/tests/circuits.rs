@@ -12,74 +12,11 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use common::{rfc, serve_config, spawn_app, spawn_app_with, spawn_manual, Client};
+use common::{rfc, serve_config, spawn_app, spawn_app_with, spawn_manual};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../prover-pool/tests/fixtures/circom")
-}
-
-fn fixture(circuit: &str, file: &str) -> Vec<u8> {
-    let path = fixtures().join(circuit).join(file);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// The parts of a registration, as (name, filename, bytes).
-type Parts = Vec<(&'static str, Option<&'static str>, Vec<u8>)>;
-
-fn parts_of(circuit: &str) -> Parts {
-    vec![
-        ("name", None, circuit.as_bytes().to_vec()),
-        ("r1cs", Some("circuit.r1cs"), fixture(circuit, &format!("{circuit}.r1cs"))),
-        ("wasm", Some("circuit.wasm"), fixture(circuit, &format!("{circuit}.wasm"))),
-        ("zkey", Some("circuit.zkey"), fixture(circuit, &format!("{circuit}.zkey"))),
-        ("sample_input", None, fixture(circuit, "input.json")),
-    ]
-}
-
-fn replace(mut parts: Parts, name: &str, bytes: Vec<u8>) -> Parts {
-    parts.iter_mut().find(|(n, _, _)| *n == name).unwrap().2 = bytes;
-    parts
-}
-
-const BOUNDARY: &str = "pcx-test-boundary-7f3a9c";
-
-fn multipart(parts: &Parts) -> Vec<u8> {
-    let mut body = Vec::new();
-    for (name, filename, bytes) in parts {
-        body.extend(format!("--{BOUNDARY}\r\n").as_bytes());
-        match filename {
-            Some(file) => body.extend(
-                format!(
-                    "Content-Disposition: form-data; name=\"{name}\"; filename=\"{file}\"\r\n\
-                     Content-Type: application/octet-stream\r\n\r\n"
-                )
-                .as_bytes(),
-            ),
-            None => body.extend(format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes()),
-        }
-        body.extend(bytes);
-        body.extend(b"\r\n");
-    }
-    body.extend(format!("--{BOUNDARY}--\r\n").as_bytes());
-    body
-}
-
-async fn upload(app: &Client, token: Option<&str>, parts: &Parts) -> common::Reply {
-    let mut req = app
-        .http
-        .post(app.url("/v1/circuits"))
-        .header("Content-Type", format!("multipart/form-data; boundary={BOUNDARY}"))
-        .body(multipart(parts));
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let response = req.send().await.unwrap();
-    let status = response.status();
-    let body = response.json::<Value>().await.unwrap_or(Value::Null);
-    common::Reply { status, body }
-}
+use common::circuit_upload::{fixture, fixtures, parts_of, replace, upload, Parts};
 
 async fn count(db: &sqlx::PgPool, table: &str) -> i64 {
     sqlx::query_scalar(&format!("SELECT count(*) FROM {table}")).fetch_one(db).await.unwrap()

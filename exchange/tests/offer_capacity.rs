@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use clap::Parser;
@@ -142,52 +141,13 @@ async fn an_offer_that_ended_takes_no_capacity_from_one_starting_before_now() {
     accepted(&app, &alice, &class(10), 100, -1, 1).await;
 }
 
-fn fixture(file: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../prover-pool/tests/fixtures/circom/multiplier").join(file);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-const BOUNDARY: &str = "pcx-test-boundary-5e1d2b";
-
-/// Registers the multiplier fixture (as in tests/circuits.rs); returns its circuit id.
+/// Registers the multiplier fixture; returns its circuit id.
 async fn register_multiplier(app: &Client, token: &str) -> String {
-    let parts: [(&str, Option<&str>, Vec<u8>); 5] = [
-        ("name", None, b"multiplier".to_vec()),
-        ("r1cs", Some("circuit.r1cs"), fixture("multiplier.r1cs")),
-        ("wasm", Some("circuit.wasm"), fixture("multiplier.wasm")),
-        ("zkey", Some("circuit.zkey"), fixture("multiplier.zkey")),
-        ("sample_input", None, fixture("input.json")),
-    ];
-    let mut body = Vec::new();
-    for (name, filename, bytes) in &parts {
-        body.extend(format!("--{BOUNDARY}\r\n").as_bytes());
-        match filename {
-            Some(file) => body.extend(
-                format!(
-                    "Content-Disposition: form-data; name=\"{name}\"; filename=\"{file}\"\r\n\
-                     Content-Type: application/octet-stream\r\n\r\n"
-                )
-                .as_bytes(),
-            ),
-            None => body.extend(format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes()),
-        }
-        body.extend(bytes);
-        body.extend(b"\r\n");
-    }
-    body.extend(format!("--{BOUNDARY}--\r\n").as_bytes());
-    let response = app
-        .http
-        .post(app.url("/v1/circuits"))
-        .header("Content-Type", format!("multipart/form-data; boundary={BOUNDARY}"))
-        .bearer_auth(token)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let circuit: Value = response.json().await.unwrap();
-    assert_eq!(circuit["size_log2"], 4, "{circuit}");
-    circuit["circuit_id"].as_str().unwrap().to_owned()
+    use common::circuit_upload::{parts_of, upload};
+    let reply = upload(app, Some(token), &parts_of("multiplier")).await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert_eq!(reply.body["size_log2"], 4, "{}", reply.body);
+    reply.body["circuit_id"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test]

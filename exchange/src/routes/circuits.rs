@@ -1,6 +1,8 @@
 //! Circuits users bring: registration (multipart upload), the catalogue, artifacts for agents,
 //! verifying keys and Solidity verifiers.
 
+use std::collections::HashMap;
+
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -11,12 +13,17 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use pcx_prover_pool::circom::Artifact;
+
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorCode, ErrorEnvelope};
 use crate::extract::ApiPath;
 use crate::service::circuits::{self, BlobWriter, CircuitView, Upload, WrittenBlob, MAX_NAME_CHARS};
 use crate::service::setups::{builtin_size, BuiltinCircuitView};
 use crate::{store, AppState};
+
+/// The file parts, streamed into blobs.
+const FILES: [Artifact; 3] = [Artifact::R1cs, Artifact::Wasm, Artifact::Zkey];
 
 /// Largest `name` or `sample_input` part.
 const MAX_SMALL_PART_BYTES: u64 = 1 << 20;
@@ -105,7 +112,7 @@ pub async fn register(State(state): State<AppState>, caller: Caller, headers: He
     let now = state.now();
     let mut tx = state.db.begin().await?;
     let (mut name, mut sample_input): (Option<String>, Option<Value>) = (None, None);
-    let (mut r1cs, mut wasm, mut zkey): (Option<WrittenBlob>, Option<WrittenBlob>, Option<WrittenBlob>) = (None, None, None);
+    let mut files: HashMap<Artifact, WrittenBlob> = HashMap::new();
     let mut total: u64 = 0;
     while let Some(mut field) = form.next_field().await.map_err(|e| match e {
         multer::Error::UnknownField { field_name } => bad_upload(format!(
@@ -115,18 +122,18 @@ pub async fn register(State(state): State<AppState>, caller: Caller, headers: He
         other => multipart_error(other, limit),
     })? {
         let part = field.name().unwrap_or_default().to_owned();
-        let duplicate = match part.as_str() {
-            "name" => name.is_some(),
-            "sample_input" => sample_input.is_some(),
-            "r1cs" => r1cs.is_some(),
-            "wasm" => wasm.is_some(),
-            _ => zkey.is_some(),
+        let file = FILES.into_iter().find(|artifact| artifact.as_str() == part);
+        let duplicate = match (part.as_str(), file) {
+            ("name", _) => name.is_some(),
+            ("sample_input", _) => sample_input.is_some(),
+            (_, Some(artifact)) => files.contains_key(&artifact),
+            _ => false,
         };
         if duplicate {
             return Err(bad_upload(format!("the part `{part}` appears twice")));
         }
-        match part.as_str() {
-            "name" | "sample_input" => {
+        match file {
+            None => {
                 let bytes = field.bytes().await.map_err(|e| multipart_error(e, limit))?;
                 total += bytes.len() as u64;
                 if part == "name" {
@@ -151,7 +158,7 @@ pub async fn register(State(state): State<AppState>, caller: Caller, headers: He
                     sample_input = Some(value);
                 }
             }
-            _ => {
+            Some(artifact) => {
                 let mut writer = BlobWriter::begin(&mut tx, now).await?;
                 while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(e, limit))? {
                     total += chunk.len() as u64;
@@ -162,29 +169,29 @@ pub async fn register(State(state): State<AppState>, caller: Caller, headers: He
                 }
                 if writer.bytes() == 0 {
                     return Err(ApiError::new(ErrorCode::CircuitInvalid, format!("{part}: the file is empty"))
-                        .with_artifact(static_part(&part)));
+                        .with_artifact(artifact.as_str()));
                 }
-                let blob = Some(writer.finish(&mut tx).await?);
-                match part.as_str() {
-                    "r1cs" => r1cs = blob,
-                    "wasm" => wasm = blob,
-                    _ => zkey = blob,
-                }
+                files.insert(artifact, writer.finish(&mut tx).await?);
             }
         }
     }
     let missing: Vec<&str> = [
         ("name", name.is_none()),
-        ("r1cs", r1cs.is_none()),
-        ("wasm", wasm.is_none()),
-        ("zkey", zkey.is_none()),
+        ("r1cs", !files.contains_key(&Artifact::R1cs)),
+        ("wasm", !files.contains_key(&Artifact::Wasm)),
+        ("zkey", !files.contains_key(&Artifact::Zkey)),
         ("sample_input", sample_input.is_none()),
     ]
     .into_iter()
     .filter_map(|(part, absent)| absent.then_some(part))
     .collect();
-    let (Some(name), Some(r1cs), Some(wasm), Some(zkey), Some(sample_input)) = (name, r1cs, wasm, zkey, sample_input)
-    else {
+    let (Some(name), Some(r1cs), Some(wasm), Some(zkey), Some(sample_input)) = (
+        name,
+        files.remove(&Artifact::R1cs),
+        files.remove(&Artifact::Wasm),
+        files.remove(&Artifact::Zkey),
+        sample_input,
+    ) else {
         return Err(bad_upload(format!("missing part(s): {}", missing.join(", "))));
     };
     let upload = Upload { name, r1cs, wasm, zkey, sample_input };
@@ -200,13 +207,6 @@ pub async fn register(State(state): State<AppState>, caller: Caller, headers: He
     }
 }
 
-fn static_part(part: &str) -> &'static str {
-    match part {
-        "r1cs" => "r1cs",
-        "wasm" => "wasm",
-        _ => "zkey",
-    }
-}
 
 /// Every registered circuit (public).
 #[utoipa::path(get, path = "/v1/circuits", tag = "circuits", responses((status = 200, body = CircuitsResponse)))]

@@ -68,6 +68,17 @@ pub struct ArtifactView {
     pub url: String,
 }
 
+impl ArtifactView {
+    /// The view of `blob`, circuit `circuit_id`'s artifact `kind`.
+    pub fn of(circuit_id: &str, kind: &str, blob: &store::circuits::BlobRef) -> ArtifactView {
+        ArtifactView {
+            sha256: hex::encode(&blob.sha256),
+            bytes: u64::try_from(blob.bytes).unwrap_or(0),
+            url: format!("/v1/circuits/{circuit_id}/artifacts/{kind}"),
+        }
+    }
+}
+
 /// The three artifacts.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ArtifactsView {
@@ -119,11 +130,7 @@ pub struct CircuitView {
 
 impl CircuitView {
     fn from_row(row: &CircuitRow) -> CircuitView {
-        let artifact = |kind: &str, blob: &store::circuits::BlobRef| ArtifactView {
-            sha256: hex::encode(&blob.sha256),
-            bytes: u64::try_from(blob.bytes).unwrap_or(0),
-            url: format!("/v1/circuits/{}/artifacts/{kind}", row.id),
-        };
+        let artifact = |kind: &str, blob: &store::circuits::BlobRef| ArtifactView::of(&row.id, kind, blob);
         let size_log2 = u8::try_from(row.size_log2).unwrap_or(0);
         CircuitView {
             circuit_id: row.id.clone(),

@@ -192,13 +192,7 @@ impl BuiltinCircuitView {
         let size_log2 = u8::try_from(row.size_log2).unwrap_or(0);
         let id = format!("{CIRCUIT_NAME}-{size_log2}");
         BuiltinCircuitView {
-            artifacts: BuiltinArtifacts {
-                pk: crate::service::circuits::ArtifactView {
-                    sha256: hex::encode(&row.pk.sha256),
-                    bytes: u64::try_from(row.pk.bytes).unwrap_or(0),
-                    url: format!("/v1/circuits/{id}/artifacts/pk"),
-                },
-            },
+            artifacts: BuiltinArtifacts { pk: crate::service::circuits::ArtifactView::of(&id, "pk", &row.pk) },
             circuit_id: id,
             name: CIRCUIT_NAME.to_owned(),
             status: crate::service::circuits::CircuitStatus::Ready,

@@ -436,3 +436,86 @@ pub async fn offer_class(app: &Client, token: &str, class: Value, price: &str, p
 pub async fn offer(app: &Client, token: &str, price: &str, pph: u32, days: i64) -> Value {
     offer_class(app, token, class(14), price, pph, days).await
 }
+
+// ---- circuit uploads ---------------------------------------------------------------------------
+
+/// `POST /v1/circuits` from the committed circom fixtures, as multipart bodies built by hand (so
+/// tests can also send broken ones).
+pub mod circuit_upload {
+    use std::path::PathBuf;
+
+    use serde_json::Value;
+
+    use super::{Client, Reply};
+
+    /// The parts of a registration, as (name, filename, bytes).
+    pub type Parts = Vec<(&'static str, Option<&'static str>, Vec<u8>)>;
+
+    const BOUNDARY: &str = "pcx-test-boundary-7f3a9c";
+
+    /// The fixtures' folder (prover-pool/tests/fixtures/circom).
+    pub fn fixtures() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../prover-pool/tests/fixtures/circom")
+    }
+
+    /// A fixture file of `circuit`.
+    pub fn fixture(circuit: &str, file: &str) -> Vec<u8> {
+        let path = fixtures().join(circuit).join(file);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    /// The five parts registering fixture `circuit`.
+    pub fn parts_of(circuit: &str) -> Parts {
+        vec![
+            ("name", None, circuit.as_bytes().to_vec()),
+            ("r1cs", Some("circuit.r1cs"), fixture(circuit, &format!("{circuit}.r1cs"))),
+            ("wasm", Some("circuit.wasm"), fixture(circuit, &format!("{circuit}.wasm"))),
+            ("zkey", Some("circuit.zkey"), fixture(circuit, &format!("{circuit}.zkey"))),
+            ("sample_input", None, fixture(circuit, "input.json")),
+        ]
+    }
+
+    /// `parts` with part `name`'s bytes replaced.
+    pub fn replace(mut parts: Parts, name: &str, bytes: Vec<u8>) -> Parts {
+        parts.iter_mut().find(|(n, _, _)| *n == name).unwrap().2 = bytes;
+        parts
+    }
+
+    /// A multipart/form-data body of `parts`.
+    pub fn multipart(parts: &Parts) -> Vec<u8> {
+        let mut body = Vec::new();
+        for (name, filename, bytes) in parts {
+            body.extend(format!("--{BOUNDARY}\r\n").as_bytes());
+            match filename {
+                Some(file) => body.extend(
+                    format!(
+                        "Content-Disposition: form-data; name=\"{name}\"; filename=\"{file}\"\r\n\
+                         Content-Type: application/octet-stream\r\n\r\n"
+                    )
+                    .as_bytes(),
+                ),
+                None => body.extend(format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes()),
+            }
+            body.extend(bytes);
+            body.extend(b"\r\n");
+        }
+        body.extend(format!("--{BOUNDARY}--\r\n").as_bytes());
+        body
+    }
+
+    /// `POST /v1/circuits` with `parts`.
+    pub async fn upload(app: &Client, token: Option<&str>, parts: &Parts) -> Reply {
+        let mut req = app
+            .http
+            .post(app.url("/v1/circuits"))
+            .header("Content-Type", format!("multipart/form-data; boundary={BOUNDARY}"))
+            .body(multipart(parts));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let response = req.send().await.unwrap();
+        let status = response.status();
+        let body = response.json::<Value>().await.unwrap_or(Value::Null);
+        Reply { status, body }
+    }
+}
