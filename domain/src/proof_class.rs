@@ -36,15 +36,15 @@ pub struct ProofClass {
     pub system: ProofSystem,
     /// A circuit of the built-in registry (`hash-chain`), or a registered circuit's id (64 hex
     /// digits, see `POST /v1/circuits`).
-    #[schema(example = "hash-chain")]
+    #[schema(example = "hash-chain", pattern = "^(hash-chain|[0-9a-f]{64})$")]
     pub circuit: String,
     /// The circuit's QAP domain has 2^size_log2 points (about as many constraints). May be
     /// omitted (0) for a registered circuit, whose size follows from its constraints.
-    #[schema(example = 12)]
+    #[schema(example = 12, maximum = 28)]
     #[serde(default)]
     pub size_log2: u8,
     /// Latency SLA: the proof must be verified at most this many seconds after its slot opens.
-    #[schema(example = 600)]
+    #[schema(example = 600, minimum = 1, maximum = 604800)]
     pub deadline_secs: u32,
 }
 

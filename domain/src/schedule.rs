@@ -23,7 +23,7 @@ pub struct Schedule {
     /// No slot opens at or after this time.
     pub end: DateTime<Utc>,
     /// Seconds between slot openings.
-    #[schema(example = 3600)]
+    #[schema(example = 3600, minimum = 1)]
     pub every_secs: u32,
 }
 

@@ -213,9 +213,7 @@ impl AppState {
 
 /// The whole HTTP application for `state`.
 pub fn app(state: AppState) -> Router {
-    let (router, openapi) = routes::api_router().split_for_parts();
-    let mut openapi = openapi;
-    openapi.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    let (router, openapi) = routes::router_and_openapi();
     router
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
         .fallback(routes::not_found)

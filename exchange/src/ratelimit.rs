@@ -91,6 +91,11 @@ fn group(route: &str, method: &Method) -> Option<Group> {
     }
 }
 
+/// Whether a request to `route` (its template) with `method` counts against a rate limit.
+pub(crate) fn is_rate_limited(route: &str, method: &Method) -> bool {
+    group(route, method).is_some()
+}
+
 /// The `sub` of a bearer token, unverified (see the module docs).
 fn token_subject(request: &Request) -> Option<String> {
     let header = request.headers().get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;

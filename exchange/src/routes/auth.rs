@@ -21,8 +21,8 @@ use crate::AppState;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
-    /// Display name, 1 to 100 characters.
-    #[schema(example = "rollup-a")]
+    /// Display name, 1 to 100 printable characters (trimmed).
+    #[schema(example = "rollup-a", max_length = 100, pattern = "^[^\\x00-\\x20\\x7f-\\x9f]([^\\x00-\\x1f\\x7f-\\x9f]*[^\\x00-\\x20\\x7f-\\x9f])?$")]
     pub name: String,
     /// `buyer` or `prover`.
     pub role: AccountRole,
@@ -121,6 +121,7 @@ pub async fn token(State(state): State<AppState>, ApiJson(req): ApiJson<TokenReq
 #[serde(deny_unknown_fields)]
 pub struct NonceQuery {
     /// The wallet's address, `0x` and 40 hex digits.
+    #[param(pattern = "^0x[0-9a-fA-F]{40}$", example = "0x52908400098527886E0F7030069857D2E4169EE7")]
     pub address: String,
     /// Role of the account created on the wallet's first login (default `buyer`).
     pub role: Option<AccountRole>,

@@ -162,7 +162,7 @@ pub async fn ledger(
 #[serde(deny_unknown_fields)]
 pub struct WithdrawalRequest {
     /// Amount to withdraw from `available`, a positive decimal string with at most 6 decimals.
-    #[schema(value_type = Money)]
+    #[schema(value_type = crate::validate::PositiveAmount)]
     pub amount: String,
 }
 
@@ -223,7 +223,7 @@ pub struct DepositRequest {
     /// The account credited.
     pub account_id: AccountId,
     /// Amount credited to `available`, a positive decimal string with at most 6 decimals.
-    #[schema(value_type = Money)]
+    #[schema(value_type = crate::validate::PositiveAmount)]
     pub amount: String,
     /// Optional outside reference (e.g. a transaction hash), up to 200 characters.
     pub reference: Option<String>,

@@ -28,8 +28,8 @@ use crate::{validate, AppState};
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StakeRequest {
-    /// Amount (decimal string, at most 6 decimals).
-    #[schema(value_type = pcx_domain::Money)]
+    /// Amount (a positive decimal string, at most 6 decimals).
+    #[schema(value_type = crate::validate::PositiveAmount)]
     pub amount: String,
 }
 
@@ -356,12 +356,13 @@ pub async fn list_slots(
     Ok(Json(SlotsResponse { slots, next_from: (next < contract.slot_count).then_some(next) }))
 }
 
-/// A slot's input: `public_input` for hash-chain, `input` for a registered circuit.
+/// A slot's input: `public_input` for hash-chain, `input` for a registered circuit (exactly one).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(min_properties = 1, max_properties = 1)]
 #[serde(deny_unknown_fields)]
 pub struct SlotInputRequest {
     /// hash-chain: the seed, one BN254 scalar field element as a decimal string.
-    #[schema(example = "12345678901234567890")]
+    #[schema(example = "12345678901234567890", pattern = "^[0-9]{1,76}$")]
     #[serde(default)]
     pub public_input: Option<String>,
     /// A registered circuit: its input signals, as snarkjs' input.json.

@@ -20,7 +20,7 @@ use pcx_domain::ProofClass;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorCode, ErrorEnvelope};
 use crate::extract::{ApiJson, ApiQuery};
-use crate::service::oracle::{round_view, RoundView};
+use crate::service::oracle::{round_view, RoundView, StreamEvent};
 use crate::store;
 use crate::AppState;
 
@@ -76,6 +76,7 @@ pub async fn feeds(State(state): State<AppState>) -> Json<FeedsResponse> {
 #[serde(deny_unknown_fields)]
 pub struct FeedQuery {
     /// Feed id from `GET /v1/oracle/feeds`.
+    #[param(example = "groth16-bn254:hash-chain:12:600")]
     pub feed: String,
 }
 
@@ -136,7 +137,8 @@ pub async fn curve(State(state): State<AppState>, ApiQuery(q): ApiQuery<FeedQuer
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryQuery {
-    /// Feed id.
+    /// Feed id from `GET /v1/oracle/feeds`.
+    #[param(example = "groth16-bn254:hash-chain:12:600")]
     pub feed: String,
     /// From (RFC 3339; default 24 h before `to`).
     pub from: Option<DateTime<Utc>>,
@@ -244,7 +246,8 @@ pub async fn signer(State(state): State<AppState>) -> Json<SignerResponse> {
 /// changed) and `heartbeat` (every 15 s). Up to `PCX_MAX_SSE_SUBSCRIBERS` subscribers at once (then
 /// 503 `too_many_subscribers` with `Retry-After`); a slow one skips what it missed.
 #[utoipa::path(get, path = "/v1/oracle/stream", tag = "oracle",
-    responses((status = 200, content_type = "text/event-stream", body = String),
+    responses((status = 200, content_type = "text/event-stream", body = StreamEvent,
+               description = "A stream of server-sent events; each message's `event:` field is `event` and its `data:` field the JSON of `data`"),
               (status = 503, body = ErrorEnvelope, description = "too_many_subscribers (with Retry-After)")))]
 pub async fn stream(
     State(state): State<AppState>,

@@ -44,11 +44,13 @@ pub struct QuoteRequest {
     /// When slots open: `start + n * every_secs` before `end`.
     pub schedule: Schedule,
     /// Proofs per slot (default 1).
+    #[schema(minimum = 1, maximum = 100)]
     pub proofs_per_slot: Option<u32>,
     /// Backups per slot (default 1).
+    #[schema(maximum = 3)]
     pub redundancy: Option<u8>,
     /// Leave out asks above this price per proof (decimal string).
-    #[schema(value_type = Option<Money>)]
+    #[schema(value_type = Option<crate::validate::PositiveAmount>)]
     pub max_price_per_proof: Option<String>,
     /// Leave out provers below this reputation (0 to 1; a prover with no history has 0.5).
     #[schema(value_type = Option<String>, example = "0.5")]

@@ -25,7 +25,7 @@ pub struct TierInput {
     /// Threshold: the proofs after this many in a contract get the tier price.
     pub from_proofs: u64,
     /// Price per proof past the threshold (decimal string).
-    #[schema(value_type = Money)]
+    #[schema(value_type = crate::validate::PositiveAmount)]
     pub price_per_proof: String,
 }
 
@@ -42,9 +42,10 @@ pub struct OfferInput {
     /// Capacity sold, in proofs per clock hour. With `PCX_OFFER_CAPACITY_CHECK=measured` (the
     /// default) at most what your agents seen in the last minute measured for this circuit and size
     /// (bench x workers), less your other active offers of it overlapping the window.
+    #[schema(minimum = 1, maximum = 100000)]
     pub proofs_per_hour: u32,
     /// Base price per proof (decimal string, at most 6 decimals).
-    #[schema(value_type = Money)]
+    #[schema(value_type = crate::validate::PositiveAmount)]
     pub price_per_proof: String,
     /// Optional volume tiers: lower prices past a number of proofs in one contract.
     pub tiers: Option<Vec<TierInput>>,

@@ -71,13 +71,55 @@ pub struct ProviderStatus {
     machines: Vec<Machine>,
 }
 
-/// An event of the stream.
+/// An event of the stream, serialised once for every subscriber.
 #[derive(Debug, Clone)]
 pub struct OracleEvent {
-    /// `round`, `status` or `heartbeat`.
+    /// The SSE `event:` field: `round`, `status` or `heartbeat`.
     pub kind: &'static str,
-    /// JSON payload.
+    /// The SSE `data:` field: the JSON of the event's payload.
     pub data: Arc<String>,
+}
+
+/// One message of `GET /v1/oracle/stream`, as the OpenAPI document describes it: the SSE
+/// `event:` field is `event`, the `data:` field is the JSON of `data`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(tag = "event", content = "data", rename_all = "snake_case")]
+pub enum StreamEvent {
+    /// A new round, as `GET /v1/oracle/prices/latest` shows it.
+    Round(RoundView),
+    /// A feed's status changed with this round.
+    Status(StatusChange),
+    /// The oracle is alive (every 15 s).
+    Heartbeat(Heartbeat),
+}
+
+/// The data of a stream's `status` event.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct StatusChange {
+    /// Feed.
+    pub feed_id: String,
+    /// Its status from this round on.
+    pub status: FeedStatus,
+    /// The round that changed it.
+    pub round_id: i64,
+}
+
+/// The data of a stream's `heartbeat` event.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Heartbeat {
+    /// The publishing server's clock.
+    pub server_time: DateTime<Utc>,
+}
+
+impl StreamEvent {
+    fn to_sse(&self) -> Result<OracleEvent, serde_json::Error> {
+        let (kind, data) = match self {
+            StreamEvent::Round(view) => ("round", serde_json::to_string(view)?),
+            StreamEvent::Status(change) => ("status", serde_json::to_string(change)?),
+            StreamEvent::Heartbeat(beat) => ("heartbeat", serde_json::to_string(beat)?),
+        };
+        Ok(OracleEvent { kind, data: Arc::new(data) })
+    }
 }
 
 /// The latest round of a feed, ready to serve.
@@ -144,8 +186,9 @@ pub struct RoundView {
     /// Half the weighted inter-quartile range.
     #[schema(value_type = Option<String>)]
     pub conf: Option<Decimal>,
-    /// `{"50", "80", "95", "99"}`: the price that gets a proof delivered by the deadline with that probability.
-    #[schema(value_type = Object)]
+    /// `{"50", "80", "95", "99"}`: the price that gets a proof delivered by the deadline with that
+    /// probability; null when the round has no price (as `price`).
+    #[schema(value_type = Option<Object>)]
     pub quantiles: Value,
     /// `ok`, `stale` (past valid_until, nothing newer), `insufficient_sources`, `halted`.
     pub status: FeedStatus,
@@ -306,9 +349,10 @@ impl OracleRuntime {
         *feeds = Arc::new(grown);
     }
 
-    fn emit(&self, kind: &'static str, data: Value) {
+    fn emit(&self, event: StreamEvent) -> ApiResult<()> {
         // No subscriber is not an error.
-        let _ = self.events.send(OracleEvent { kind, data: Arc::new(data.to_string()) });
+        let _ = self.events.send(event.to_sse().map_err(ApiError::internal)?);
+        Ok(())
     }
 
     async fn external_statuses(&self, now: DateTime<Utc>) -> Vec<ProviderStatus> {
@@ -440,16 +484,17 @@ pub async fn tick(state: &AppState, now: DateTime<Utc>) -> ApiResult<usize> {
         let body = serde_json::to_vec(&view).map_err(ApiError::internal)?;
         let status = values.status;
         oracle.remember(Published { values, row, body: body.into() });
-        oracle.emit("round", serde_json::to_value(&view).map_err(ApiError::internal)?);
+        let round_id = view.round_id;
+        oracle.emit(StreamEvent::Round(view))?;
         if status_changed {
-            oracle.emit("status", json!({"feed_id": feed.feed_id, "status": status, "round_id": view.round_id}));
+            oracle.emit(StreamEvent::Status(StatusChange { feed_id: feed.feed_id.clone(), status, round_id }))?;
         }
         published += 1;
     }
     let mut last_heartbeat = oracle.last_heartbeat.lock().unwrap_or_else(|p| p.into_inner());
     if last_heartbeat.is_none_or(|t| now - t >= Duration::seconds(15)) {
         *last_heartbeat = Some(now);
-        oracle.emit("heartbeat", json!({"server_time": now}));
+        oracle.emit(StreamEvent::Heartbeat(Heartbeat { server_time: now }))?;
     }
     Ok(published)
 }
