@@ -42,14 +42,31 @@ pub struct Background {
     beats: Mutex<HashMap<&'static str, Beat>>,
     checks: Mutex<HashMap<&'static str, DateTime<Utc>>>,
     ticked_since_start: std::sync::atomic::AtomicBool,
+    lease: std::sync::OnceLock<std::sync::Arc<crate::lease::Lease>>,
 }
 
 impl Background {
+    /// The worker lease this process competes for (`pcx serve` with a role that runs background work).
+    pub fn compete_for(&self, lease: std::sync::Arc<crate::lease::Lease>) {
+        let _ = self.lease.set(lease);
+    }
+
+    /// Whether this process holds the worker lease now; `None` when it does not compete for it.
+    pub fn holds_worker_lease(&self) -> Option<bool> {
+        self.lease.get().map(|lease| lease.is_held())
+    }
+
     /// True for the first settlement tick of this process: whatever the gap since the last tick
     /// recorded in the database, the exchange was not running in it (a crash, a restart, a lease
     /// handed over), so it is an outage however short.
     pub fn first_tick_of_process(&self) -> bool {
         !self.ticked_since_start.swap(true, std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// This replica took the worker lease: its next settlement tick is a first one again (the
+    /// time since the last tick anywhere was spent without a scheduler, however short).
+    pub fn holding_started(&self) {
+        self.ticked_since_start.store(false, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// A loop starts: from now on it is expected to tick.

@@ -5,7 +5,10 @@
 //! | setting | env | default |
 //! |---|---|---|
 //! | listen address | `PCX_LISTEN` | `127.0.0.1:8080` |
+//! | what this replica runs: `all`, `api` (requests only), `worker` (background work only) | `PCX_ROLE` | `all` |
+//! | worker lease time to live (background work moves to another replica within this + 1/3) | `PCX_WORKER_LEASE_SECS` | `15` |
 //! | database | `DATABASE_URL` | unset: the embedded default (see [`crate::db`]) |
+//! | read replica for public reads (book, oracle history) | `DATABASE_READ_URL` | unset: `DATABASE_URL` |
 //! | data directory | `PCX_DATA_DIR` | `/var/lib/pcx` as root, else `$XDG_DATA_HOME/pcx` or `~/.local/share/pcx` |
 //! | server probed for the embedded default | `PCX_EMBEDDED_PROBE` | `127.0.0.1:5432` |
 //! | database created there | `PCX_EMBEDDED_DATABASE` | `pcx` |
@@ -63,12 +66,41 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+/// What one `pcx serve` process runs (`PCX_ROLE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// The API, and the background work while this replica holds the worker lease.
+    All,
+    /// The API only.
+    Api,
+    /// The background work while this replica holds the worker lease; HTTP serves only
+    /// `/health` and `/metrics`.
+    Worker,
+}
+
+impl Role {
+    /// Whether this role serves the API.
+    pub fn serves_api(self) -> bool {
+        matches!(self, Role::All | Role::Api)
+    }
+
+    /// Whether this role competes for the worker lease.
+    pub fn runs_background(self) -> bool {
+        matches!(self, Role::All | Role::Worker)
+    }
+}
+
 /// Where the database is and how to reach it.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DbConfig {
     /// PostgreSQL URL. Unset: use the embedded default (a local server, or a private cluster).
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
+
+    /// A read replica for public reads that may lag a moment (the book, oracle history).
+    /// Unset: they read from `DATABASE_URL`.
+    #[arg(long, env = "DATABASE_READ_URL", hide_env_values = true)]
+    pub database_read_url: Option<String>,
 
     /// Directory for the private cluster and other local state.
     #[arg(long, env = "PCX_DATA_DIR")]
@@ -128,6 +160,17 @@ pub struct ServeConfig {
     /// Address to listen on.
     #[arg(long, env = "PCX_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+
+    /// What this replica runs: `all` (the API, and the background work while it holds the worker
+    /// lease), `api` (the API only; never takes the lease), `worker` (the background work while it
+    /// holds the lease; HTTP serves only `/health` and `/metrics`).
+    #[arg(long, env = "PCX_ROLE", value_enum, default_value_t = Role::All)]
+    pub role: Role,
+
+    /// Time to live of the worker lease, in seconds: a replica that stops renewing it (it died,
+    /// or lost the database) is replaced by another within this plus a third of it.
+    #[arg(long, env = "PCX_WORKER_LEASE_SECS", default_value_t = 15)]
+    pub worker_lease_secs: u32,
 
     /// Database settings.
     #[command(flatten)]

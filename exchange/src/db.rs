@@ -77,6 +77,19 @@ pub fn background_pool(pool: &PgPool, connections: u32) -> PgPool {
         .connect_lazy_with(pool.connect_options().as_ref().clone())
 }
 
+/// The pool of `DATABASE_READ_URL`, if set: connected lazily (a replica that is down at start
+/// fails those reads with 503, not the start), as large as the requests' pool.
+pub fn read_pool(config: &DbConfig) -> anyhow::Result<Option<PgPool>> {
+    let Some(url) = &config.database_read_url else { return Ok(None) };
+    let options: PgConnectOptions = url.parse().with_context(|| format!("DATABASE_READ_URL {} is not a PostgreSQL URL", redact(url)))?;
+    Ok(Some(
+        PgPoolOptions::new()
+            .max_connections(config.max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_lazy_with(options),
+    ))
+}
+
 fn redact(url: &str) -> String {
     match url.parse::<reqwest::Url>() {
         Ok(mut parsed) if parsed.password().is_some() => {

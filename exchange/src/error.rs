@@ -383,6 +383,7 @@ impl From<sqlx::Error> for ApiError {
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
                 tracing::error!(error = %err, "database unavailable");
                 ApiError::new(ErrorCode::Unavailable, "the database is unavailable; retry shortly")
+                    .with_retry_after(crate::availability::RETRY_AFTER_SECS)
             }
             other => ApiError::internal(other),
         }

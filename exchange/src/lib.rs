@@ -12,6 +12,8 @@
 //! - [`clock`]: "now" for the market and settlement; [`retry`]: transactions that lost a race run
 //!   again; [`periodic`], [`background`]: the supervised background loops, their health, and
 //!   verifying keys made ready ahead of the first proof.
+//! - [`lease`]: which replica runs the background work (the worker lease and its fence);
+//!   [`availability`]: a database outage answered with 503 at once, and recovered from by itself.
 //! - [`bench`]: the `pcx bench` programs; [`demo`]: `pcx demo`; [`inprocess`]: the exchange run
 //!   inside those programs.
 //!
@@ -20,6 +22,7 @@
 //! so tests serve on port 0 with a fresh database each.
 
 pub mod auth;
+pub mod availability;
 pub mod background;
 pub mod bench;
 pub mod clock;
@@ -30,6 +33,7 @@ pub mod error;
 pub mod extract;
 pub mod idempotency;
 pub mod inprocess;
+pub mod lease;
 pub mod limits;
 pub mod metrics;
 pub mod periodic;
@@ -62,6 +66,9 @@ pub struct AppState {
     /// The database pool: the requests' one, or in the background loops' state their own
     /// (`PCX_BACKGROUND_DB_CONNECTIONS`, see [`AppState::for_background`]).
     pub db: PgPool,
+    /// The pool for public reads that may lag a moment (the book, oracle history): a read
+    /// replica's when `DATABASE_READ_URL` is set, else the same as `db`.
+    pub read_db: PgPool,
     /// Signs and verifies access tokens.
     pub tokens: Arc<TokenKeys>,
     /// SHA-256 of the operator's API key.
@@ -88,6 +95,12 @@ pub struct AppState {
     pub clock: Arc<dyn clock::Clock>,
     /// The caps on SSE subscribers and waiting claims.
     pub caps: Arc<limits::Caps>,
+    /// In the background loops' state of `pcx serve`: the worker lease, checked at the start of
+    /// every transaction they begin ([`AppState::begin`]). `None` in the requests' state, and in
+    /// tests that drive a tick themselves.
+    pub lease: Option<Arc<lease::Lease>>,
+    /// Whether the database answers (probed by `pcx serve`; see [`availability`]).
+    pub availability: Arc<availability::Availability>,
 }
 
 /// The generated admin key's hash: made (and shown once) on the first start without
@@ -175,8 +188,39 @@ impl AppState {
             background: Arc::new(background::Background::default()),
             oracle: Arc::new(service::oracle::OracleRuntime::new(&db, &config.oracle, &secrets).await?),
             clock: Arc::new(clock::SystemClock),
+            lease: None,
+            availability: Arc::default(),
+            read_db: db.clone(),
             db,
         })
+    }
+
+    /// Begins a transaction; in the background loops' state it first checks that this replica
+    /// still holds the worker lease (fencing: see [`lease`]), else it is refused.
+    pub async fn begin(&self) -> error::ApiResult<sqlx::Transaction<'static, sqlx::Postgres>> {
+        let mut tx = self.db.begin().await?;
+        if let Some(lease) = &self.lease {
+            lease.check(&mut tx).await?;
+        }
+        Ok(tx)
+    }
+
+    /// Whether the background work runs here now: always without a lease (tests, the demo),
+    /// else while this replica holds it.
+    pub fn runs_background(&self) -> bool {
+        self.lease.as_ref().is_none_or(|lease| lease.is_held())
+    }
+
+    /// The same state with public reads sent to `pool` (a read replica).
+    pub fn with_read_pool(mut self, pool: PgPool) -> AppState {
+        self.read_db = pool;
+        self
+    }
+
+    /// The same state with the worker lease checked by [`AppState::begin`].
+    pub fn with_lease(mut self, lease: Arc<lease::Lease>) -> AppState {
+        self.lease = Some(lease);
+        self
     }
 
     /// The circuit of a traded class, ready to check inputs and proofs: the built-in one with its
@@ -218,12 +262,22 @@ pub fn app(state: AppState) -> Router {
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), availability::refuse_while_down))
         .layer(axum::middleware::from_fn_with_state(state.clone(), limits::request_deadline))
         .layer(axum::middleware::from_fn_with_state(state.clone(), ratelimit::rate_limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_panic| {
             ApiError::internal("a request handler panicked").into_response()
         }))
+        .with_state(state)
+}
+
+/// What a `worker` replica serves: `/health` and `/metrics` only.
+pub fn ops_app(state: AppState) -> Router {
+    Router::new()
+        .route("/health", axum::routing::get(routes::ops::health))
+        .route("/metrics", axum::routing::get(routes::ops::metrics))
+        .fallback(routes::not_found)
         .with_state(state)
 }
 
@@ -329,18 +383,39 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let bound = listener.local_addr()?;
     let settings = Settings::from_config(&config, bound)?;
-    let state = AppState::new(database.pool.clone(), &config, settings).await?;
+    let mut state = AppState::new(database.pool.clone(), &config, settings).await?;
+    if let Some(read) = db::read_pool(&config.db)? {
+        tracing::info!("public reads (the book, oracle history) go to DATABASE_READ_URL");
+        state = state.with_read_pool(read);
+    }
     tracing::info!(address = %bound, docs = %format!("http://{bound}/docs"), "pcx exchange listening");
     let background = db::background_pool(&database.pool, config.db.background_connections);
-    let (stop_scheduler, scheduler_stopped) = tokio::sync::watch::channel(false);
-    let scheduler =
-        tokio::spawn(service::settlement::run_scheduler(state.for_background(background.clone()), scheduler_stopped.clone()));
-    let oracle = tokio::spawn(service::oracle::run_oracle(state.for_background(background.clone()), scheduler_stopped));
+    let (stop_background, background_stopped) = tokio::sync::watch::channel(false);
+    // The worker lease decides where the background work runs (see `lease`); every replica
+    // follows the oracle's rounds, whichever publishes them.
+    let lease = lease::Lease::new(lease::BACKGROUND, std::time::Duration::from_secs(u64::from(config.worker_lease_secs.max(3))));
+    let background_state = state.for_background(background.clone()).with_lease(Arc::clone(&lease));
+    let mut tasks = Vec::new();
+    if config.role.runs_background() {
+        state.background.compete_for(Arc::clone(&lease));
+        let taken = Arc::clone(&state.background);
+        tasks.push(tokio::spawn(lease::keep(lease, background.clone(), background_stopped.clone(), move || taken.holding_started())));
+        tasks.push(tokio::spawn(service::settlement::run_scheduler(background_state.clone(), background_stopped.clone())));
+    }
+    tasks.push(tokio::spawn(service::oracle::run_oracle(background_state, background_stopped.clone())));
+    tasks.push(tokio::spawn(service::oracle::listen_for_rounds(state.clone(), background_stopped.clone())));
+    tasks.push(tokio::spawn(availability::watch(state.db.clone(), Arc::clone(&state.availability), background_stopped)));
+    tracing::info!(role = ?config.role, "replica role");
     let limits = ServerLimits { header_read_timeout: std::time::Duration::from_secs(u64::from(config.header_read_timeout_secs.max(1))) };
-    let served = run_with_limits(listener, app(state), shutdown_signal(), limits).await;
-    let _ = stop_scheduler.send(true);
-    let _ = scheduler.await;
-    let _ = oracle.await;
+    let router = match config.role.serves_api() {
+        true => app(state),
+        false => ops_app(state),
+    };
+    let served = run_with_limits(listener, router, shutdown_signal(), limits).await;
+    let _ = stop_background.send(true);
+    for task in tasks {
+        let _ = task.await;
+    }
     background.close().await;
     database.close().await;
     tracing::info!("pcx exchange stopped");

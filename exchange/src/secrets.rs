@@ -68,7 +68,10 @@ impl SecretsDir {
         }
     }
 
-    /// Writes a secret that must not exist yet (mode 0600, directory 0700).
+    /// Writes a secret that must not exist yet (mode 0600, directory 0700). The file appears whole
+    /// or not at all (written aside, then hard-linked into place, which fails if it exists), so
+    /// replicas starting together on one data directory race safely: one writes, the others read
+    /// what it wrote, never an empty or half-written file.
     pub fn write_new(&self, name: &str, value: &str) -> anyhow::Result<()> {
         // Only the secrets directory itself is 0700: the data directory above it holds other
         // things (the private cluster's files, owned by another user who must reach them).
@@ -81,8 +84,13 @@ impl SecretsDir {
             Err(err) => return Err(err).with_context(|| format!("creating {}", self.dir.display())),
         }
         let path = self.path(name);
-        let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
-        file.write_all(value.as_bytes()).and_then(|()| file.sync_all()).with_context(|| format!("writing {}", path.display()))
+        let aside = self.dir.join(format!(".{name}.{}.{}.new", std::process::id(), uuid::Uuid::new_v4().simple()));
+        let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&aside)?;
+        let written = file.write_all(value.as_bytes()).and_then(|()| file.sync_all());
+        let linked = written.and_then(|()| std::fs::hard_link(&aside, &path));
+        let _ = std::fs::remove_file(&aside);
+        // An `AlreadyExists` stays an io::Error, which `load_or_create` recognises.
+        linked.map_err(anyhow::Error::from)
     }
 
     /// Replaces a secret (write to a temporary 0600 file, then rename over it).
@@ -184,6 +192,29 @@ mod tests {
         std::fs::set_permissions(dir.path("s"), std::fs::Permissions::from_mode(0o644)).unwrap();
         assert!(read_secret(&dir.path("s")).is_err());
         std::fs::remove_dir_all(root).ok();
+    }
+
+    #[test]
+    fn replicas_racing_on_a_fresh_data_directory_all_get_the_one_secret() {
+        for _ in 0..20 {
+            let root = std::env::temp_dir().join(format!("pcx-secrets-{}", uuid::Uuid::new_v4()));
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+            let racers: Vec<_> = (0..8)
+                .map(|i| {
+                    let (root, barrier) = (root.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        SecretsDir::new(&root).load_or_create("s", || format!("secret-of-racer-{i}")).unwrap()
+                    })
+                })
+                .collect();
+            let got: Vec<(String, bool)> = racers.into_iter().map(|r| r.join().unwrap()).collect();
+            assert_eq!(got.iter().filter(|(_, made)| *made).count(), 1, "one racer made it: {got:?}");
+            assert!(got.iter().all(|(v, _)| v == &got[0].0 && !v.is_empty()), "all read the same whole secret: {got:?}");
+            let left: Vec<_> = std::fs::read_dir(root.join("secrets")).unwrap().map(|e| e.unwrap().file_name()).collect();
+            assert_eq!(left, ["s"], "nothing written aside is left behind");
+            std::fs::remove_dir_all(root).ok();
+        }
     }
 
     #[test]

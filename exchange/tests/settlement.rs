@@ -9,33 +9,24 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use common::{class_with, offer_class, prover_with_key, rfc, Client};
-use pcx_prover_pool::agent::{run_agent, AgentArgs, Fault};
+use common::{class_with, offer_class, prover_with_key, Client};
+use pcx_prover_pool::agent::Fault;
 use rust_decimal::Decimal;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 const EVERY: i64 = 10;
 const DEADLINE: u32 = 12;
 const SLOTS: i64 = 7;
 
-/// Runs a prover agent in-process until the returned sender is dropped or fired.
+/// Runs a prover agent in-process until the returned sender is dropped or fired. The exchange
+/// runs with production keys (made from OS randomness): its agents download them into a folder of
+/// their own, never into the development keys the other tests share.
 fn agent(base: &str, api_key: &str, fault: Option<Fault>) -> tokio::sync::oneshot::Sender<()> {
-    let mut args = AgentArgs::new(base, api_key);
-    args.sizes = vec![10];
-    args.fault = fault;
-    args.claim_wait_secs = 2;
-    // The exchange runs with production keys (made from OS randomness): its agents download them
-    // into a folder of their own, never into the development keys the other tests share.
-    args.keys_dir = Some(agent_keys_dir());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(run_agent(args, async move {
-        let _ = stopped.await;
-    }));
-    stop
+    common::run_test_agent(base, api_key, fault, agent_keys_dir())
 }
 
 fn agent_keys_dir() -> std::path::PathBuf {
@@ -55,24 +46,13 @@ impl Drop for Exchange {
 }
 
 fn start_exchange(database_url: &str, port: u16) -> Exchange {
-    let child = Command::new(env!("CARGO_BIN_EXE_pcx"))
-        .arg("serve")
+    let child = common::pcx_serve(port)
         .env("DATABASE_URL", database_url)
-        .env("PCX_LISTEN", format!("127.0.0.1:{port}"))
-        .env("PCX_ADMIN_API_KEY", common::ADMIN_KEY)
         .env("PCX_JWT_SECRET", common::JWT_SECRET)
         .env("PCX_MIN_CADENCE_SECS", "10")
         .env("PCX_SETTLEMENT_TICK_MS", "200")
         .env("PCX_OUTAGE_AFTER_SECS", "5")
-        .env("PCX_KEYS_DIR", common::common_keys_dir())
         .env("PCX_ORACLE_TICK_MS", "0")
-        // The offers are posted before the agents start.
-        .env("PCX_OFFER_CAPACITY_CHECK", "off")
-        // One test client on loopback signs in many accounts and agents.
-        .env("PCX_RATE_AUTH_PER_MIN", "100000")
-        .env("PCX_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
     Exchange { child }
@@ -120,23 +100,7 @@ async fn kill_9_and_downtime_mid_contract_cost_nobody_money_and_agents_come_back
     let _b = agent(&client.base, &bob_key, None);
     // Let the agents benchmark and register before the contract starts.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let start = Utc::now() + chrono::Duration::seconds(6);
-    let quote = client
-        .post(
-            "/v1/quotes",
-            Some(&buyer),
-            json!({"proof_class": class, "redundancy": 1,
-                   "schedule": {"start": rfc(start), "end": rfc(start + chrono::Duration::seconds(EVERY * SLOTS)), "every_secs": EVERY}}),
-        )
-        .await;
-    assert_eq!(quote.status, 201, "{}", quote.body);
-    let bought = client.post("/v1/contracts", Some(&buyer), json!({"quote_id": quote.body["quote_id"]})).await;
-    assert_eq!(bought.status, 201, "{}", bought.body);
-    let contract = bought.body["contract_id"].as_str().unwrap().to_owned();
-    for n in 0..SLOTS {
-        let r = client.put(&format!("/v1/contracts/{contract}/slots/{n}/input"), Some(&buyer), json!({"public_input": (n + 5).to_string()})).await;
-        assert_eq!(r.status, 200, "{}", r.body);
-    }
+    let contract = common::buy_short_contract(&client, &buyer, &class, Utc::now() + chrono::Duration::seconds(6), EVERY, SLOTS, 1).await;
 
     // Bob delivers slot 0 after mallory sits on it; then the exchange dies without warning and
     // stays down for 25 s, past the deadlines of the slots opening meanwhile.

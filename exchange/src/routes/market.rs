@@ -169,7 +169,8 @@ pub async fn list_offers(State(state): State<AppState>, ApiQuery(q): ApiQuery<Bo
         deadline_secs: q.deadline_secs,
         prover_id: q.prover_id,
     };
-    let mut conn = state.db.acquire().await?;
+    // A public read: from the read replica when one is set (DATABASE_READ_URL).
+    let mut conn = state.read_db.acquire().await?;
     let rows = store::offers::book(&mut conn, &filter, state.now(), i64::from(limit)).await?;
     Ok(Json(BookResponse { offers: rows.into_iter().map(Into::into).collect() }))
 }

@@ -20,6 +20,9 @@ pub struct HealthResponse {
     pub database: String,
     /// The background loops running here (settlement scheduler, oracle) and their last tick.
     pub background: Vec<LoopHealth>,
+    /// Whether this replica holds the worker lease and so runs the background work (see
+    /// docs/DEPLOY.md); absent when it does not compete for it (`PCX_ROLE=api`).
+    pub holds_worker_lease: Option<bool>,
     /// Version of the running pcx.
     pub version: String,
 }
@@ -29,6 +32,14 @@ pub struct HealthResponse {
 #[utoipa::path(get, path = "/health", tag = "ops",
     responses((status = 200, body = HealthResponse), (status = 503, body = ErrorEnvelope)))]
 pub async fn health(State(state): State<AppState>) -> Result<Json<HealthResponse>, ApiError> {
+    if let Some(down) = state.availability.down() {
+        return Err(ApiError::new(
+            ErrorCode::Unavailable,
+            // The driver's reason is in the log (it may name hosts); the answer says since when.
+            format!("the database does not answer since {}", down.since.format("%Y-%m-%dT%H:%M:%SZ")),
+        )
+        .with_retry_after(crate::availability::RETRY_AFTER_SECS));
+    }
     let ping = tokio::time::timeout(
         std::time::Duration::from_secs(3),
         sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.db),
@@ -59,6 +70,7 @@ pub async fn health(State(state): State<AppState>) -> Result<Json<HealthResponse
         status: "ok".into(),
         database: "ok".into(),
         background,
+        holds_worker_lease: state.background.holds_worker_lease(),
         version: env!("CARGO_PKG_VERSION").into(),
     }))
 }

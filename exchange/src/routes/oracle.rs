@@ -172,7 +172,8 @@ pub async fn history(State(state): State<AppState>, ApiQuery(q): ApiQuery<Histor
         return Err(ApiError::new(ErrorCode::InvalidQuery, "from, to and at must be between 2000-01-01 and 2200-01-01 (UTC)"));
     }
     let now = Utc::now();
-    let mut conn = state.db.acquire().await?;
+    // A public read: from the read replica when one is set (DATABASE_READ_URL).
+    let mut conn = state.read_db.acquire().await?;
     let rows = if let Some(at) = q.at {
         store::oracle::round_at(&mut conn, &q.feed, at).await?.into_iter().collect()
     } else {

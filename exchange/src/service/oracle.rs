@@ -318,6 +318,32 @@ impl OracleRuntime {
         latest.insert(published.values.feed_id.clone(), Arc::new(published));
     }
 
+    /// Takes `row` as its feed's latest round if it is newer than the one held, and tells the
+    /// stream's subscribers (a `round`, and a `status` when the status changed). Returns whether
+    /// it was newer. The publisher, the announcement listener and the catch-up all come here:
+    /// whichever is first adopts a round, the others see it held, so each is emitted once.
+    pub fn adopt(&self, row: RoundRow) -> ApiResult<bool> {
+        let Some(published) = self.published_from_row(row) else { return Ok(false) };
+        let view = round_view(&published.row, published.row.published_at);
+        let (status, round_id) = (published.values.status, published.values.round_id);
+        let previous_status = {
+            let mut latest = self.latest.write().unwrap_or_else(|p| p.into_inner());
+            let previous = latest.get(&published.values.feed_id).map(|p| (p.values.round_id, p.values.status));
+            if previous.is_some_and(|(held, _)| held >= round_id) {
+                return Ok(false);
+            }
+            latest.insert(published.values.feed_id.clone(), Arc::new(published));
+            previous.map(|(_, status)| status)
+        };
+        let feed_id = view.feed_id.clone();
+        let round_id = view.round_id;
+        self.emit(StreamEvent::Round(view))?;
+        if previous_status.is_some_and(|previous| previous != status) {
+            self.emit(StreamEvent::Status(StatusChange { feed_id, status, round_id }))?;
+        }
+        Ok(true)
+    }
+
     /// The latest round of a feed.
     pub fn latest(&self, feed: &str) -> Option<Arc<Published>> {
         self.latest.read().unwrap_or_else(|p| p.into_inner()).get(feed).cloned()
@@ -416,8 +442,8 @@ async fn fetch_provider(http: &reqwest::Client, provider: &ProviderConfig, timeo
     external::check(list.machines)
 }
 
-/// One oracle tick at `now`: every feed recomputed, rounds published where due.
-pub async fn tick(state: &AppState, now: DateTime<Utc>) -> ApiResult<usize> {
+/// Every feed recomputed at `now`, rounds published where due (the lease holder's part of a tick).
+async fn publish(state: &AppState, now: DateTime<Utc>) -> ApiResult<usize> {
     let oracle = &state.oracle;
     let mut conn = state.db.acquire().await?;
     let asks = store::oracle::open_asks(&mut conn, now).await?;
@@ -477,20 +503,48 @@ pub async fn tick(state: &AppState, now: DateTime<Utc>) -> ApiResult<usize> {
             sources,
             curve: serde_json::to_value(&curve).map_err(ApiError::internal)?,
         };
-        let mut conn = state.db.acquire().await?;
-        store::oracle::insert_round(&mut conn, &row).await?;
-        let view = round_view(&row, now);
-        let status_changed = last.as_ref().is_some_and(|l| l.values.status != values.status);
-        let body = serde_json::to_vec(&view).map_err(ApiError::internal)?;
-        let status = values.status;
-        oracle.remember(Published { values, row, body: body.into() });
-        let round_id = view.round_id;
-        oracle.emit(StreamEvent::Round(view))?;
-        if status_changed {
-            oracle.emit(StreamEvent::Status(StatusChange { feed_id: feed.feed_id.clone(), status, round_id }))?;
-        }
+        // Fenced (only the lease holder's transaction commits) and announced to every replica.
+        let mut tx = state.begin().await?;
+        store::oracle::insert_round(&mut tx, &row).await?;
+        tx.commit().await?;
+        oracle.adopt(row)?;
         published += 1;
     }
+    Ok(published)
+}
+
+/// What another replica stored since this one looked: registered circuits (whose feeds this
+/// replica then computes or serves) and rounds newer than the ones held (a replica that missed
+/// announcements, e.g. while restarting, catches up here and never serves an old round as the
+/// latest for longer than a tick).
+pub async fn follow(state: &AppState) -> ApiResult<usize> {
+    let oracle = &state.oracle;
+    let mut conn = state.db.acquire().await?;
+    for (circuit, size_log2) in store::circuits::sizes(&mut conn).await? {
+        oracle.add_circuit(&circuit, u8::try_from(size_log2).unwrap_or(0));
+    }
+    let feeds: Vec<String> = oracle.feeds().iter().map(|f| f.feed_id.clone()).collect();
+    let mut adopted = 0;
+    for (feed, round_id) in store::oracle::latest_round_ids(&mut conn, &feeds).await? {
+        let held = oracle.latest(&feed).map(|p| p.row.round_id);
+        if held.is_none_or(|held| held < round_id) {
+            if let Some(row) = store::oracle::round(&mut conn, &feed, round_id).await? {
+                adopted += usize::from(oracle.adopt(row)?);
+            }
+        }
+    }
+    Ok(adopted)
+}
+
+/// One oracle tick at `now` on any replica: follow what others stored, publish the rounds due if
+/// this replica runs the background work, and beat the stream's heartbeat.
+pub async fn tick(state: &AppState, now: DateTime<Utc>) -> ApiResult<usize> {
+    follow(state).await?;
+    let published = match state.runs_background() {
+        true => publish(state, now).await?,
+        false => 0,
+    };
+    let oracle = &state.oracle;
     let mut last_heartbeat = oracle.last_heartbeat.lock().unwrap_or_else(|p| p.into_inner());
     if last_heartbeat.is_none_or(|t| now - t >= Duration::seconds(15)) {
         *last_heartbeat = Some(now);
@@ -517,4 +571,61 @@ pub async fn run_oracle(state: AppState, shutdown: tokio::sync::watch::Receiver<
     })
     .await;
     state.background.stopped(ORACLE);
+}
+
+/// Adopts rounds as the publishing replica announces them (LISTEN on
+/// [`store::oracle::ROUNDS_CHANNEL`]), so every replica's latest price and stream follow within
+/// moments. Runs on every replica, on one connection of `state`'s pool for as long as it runs;
+/// what it misses while that connection is down, the tick's [`follow`] catches up.
+pub async fn listen_for_rounds(state: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    use sqlx::postgres::PgListener;
+    while !*shutdown.borrow() {
+        let listening = async {
+            let mut listener = PgListener::connect_with(&state.db).await?;
+            listener.listen(store::oracle::ROUNDS_CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        let mut listener = match listening.await {
+            Ok(listener) => listener,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for oracle rounds; retrying (the tick catches up meanwhile)");
+                tokio::select! {
+                    () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+        };
+        loop {
+            tokio::select! {
+                received = listener.try_recv() => match received {
+                    Ok(Some(notification)) => {
+                        if let Err(err) = adopt_announced(&state, notification.payload()).await {
+                            tracing::debug!(error = %err, "an announced round could not be read; the tick catches up");
+                        }
+                    }
+                    // The connection dropped; the next call reconnects (what was sent meanwhile is lost).
+                    Ok(None) => tracing::debug!("the oracle round listener reconnects"),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "listening for oracle rounds failed; reconnecting");
+                        break;
+                    }
+                },
+                _ = shutdown.changed() => break,
+            }
+        }
+    }
+}
+
+async fn adopt_announced(state: &AppState, payload: &str) -> ApiResult<()> {
+    let Some((feed, round_id)) = payload.rsplit_once(' ').and_then(|(f, r)| Some((f, r.parse::<i64>().ok()?))) else {
+        return Ok(());
+    };
+    if state.oracle.latest(feed).is_some_and(|held| held.row.round_id >= round_id) {
+        return Ok(());
+    }
+    if let Some(row) = store::oracle::round(&mut *state.db.acquire().await?, feed, round_id).await? {
+        state.oracle.adopt(row)?;
+    }
+    Ok(())
 }

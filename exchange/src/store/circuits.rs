@@ -172,6 +172,11 @@ const SELECT: &str = "SELECT c.id, c.name, c.owner_id, c.constraints, c.wires, c
    JOIN artifact_blobs w ON w.id = c.wasm_blob
    JOIN artifact_blobs z ON z.id = c.zkey_blob";
 
+/// Every registered circuit's id and size, oldest first (what the oracle needs for its feeds).
+pub async fn sizes(conn: &mut PgConnection) -> Result<Vec<(String, i16)>, sqlx::Error> {
+    sqlx::query_as("SELECT id, size_log2 FROM circuits ORDER BY created_at, id").fetch_all(conn).await
+}
+
 /// One circuit.
 pub async fn get(conn: &mut PgConnection, id: &str) -> Result<Option<CircuitRow>, sqlx::Error> {
     let raw: Option<RawCircuit> =

@@ -11,7 +11,8 @@
 //! - [`progress`]: a contract's settlement progress (materialised, escrow window, status).
 //! - [`slots`], [`jobs`]: materialised slots and the jobs that get them proved.
 //! - [`agents`]: prover agents and what they measured; [`reputation`]: outcomes per prover.
-//! - [`scheduler`]: the scheduler's clock and the outages it saw.
+//! - [`scheduler`]: the scheduler's clock and the outages it saw; [`leases`]: which replica runs
+//!   the background work (the worker lease and its fence).
 //! - [`circuits`]: registered circuits and their artifacts (chunked blobs).
 //! - [`oracle`]: the oracle's inputs and rounds.
 
@@ -22,6 +23,7 @@ pub mod circuits;
 pub mod contracts;
 pub mod idempotency;
 pub mod jobs;
+pub mod leases;
 pub mod ledger;
 pub mod nonces;
 pub mod offers;

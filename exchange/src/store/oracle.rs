@@ -196,8 +196,17 @@ fn rounds(raws: Vec<RawRound>) -> Result<Vec<RoundRow>, sqlx::Error> {
 const ROUND: &str = "feed_id, round_id, price, conf, q50, q80, q95, q99, status, n_sources, published_at, valid_until, \
                      methodology_version, typed_data, signature, sources, curve";
 
-/// Stores a round.
+/// The channel on which every stored round is announced (payload: `<feed_id> <round_id>`),
+/// delivered to every replica's listener when the storing transaction commits.
+pub const ROUNDS_CHANNEL: &str = "pcx_oracle_rounds";
+
+/// Stores a round and announces it on [`ROUNDS_CHANNEL`] (at commit, if in a transaction).
 pub async fn insert_round(conn: &mut PgConnection, r: &RoundRow) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(ROUNDS_CHANNEL)
+        .bind(format!("{} {}", r.feed_id, r.round_id))
+        .execute(&mut *conn)
+        .await?;
     sqlx::query(&format!(
         "INSERT INTO oracle_rounds ({ROUND}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
     ))
@@ -230,6 +239,29 @@ pub async fn latest_rounds(conn: &mut PgConnection) -> Result<Vec<RoundRow>, sql
             .fetch_all(conn)
             .await?,
     )
+}
+
+/// The latest round id of each of `feeds` that has a round (one primary-key probe per feed).
+pub async fn latest_round_ids(conn: &mut PgConnection, feeds: &[String]) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT f.feed_id, r.round_id
+           FROM unnest($1::text[]) AS f(feed_id)
+           CROSS JOIN LATERAL (SELECT round_id FROM oracle_rounds o WHERE o.feed_id = f.feed_id
+                                ORDER BY round_id DESC LIMIT 1) r",
+    )
+    .bind(feeds)
+    .fetch_all(conn)
+    .await
+}
+
+/// One round.
+pub async fn round(conn: &mut PgConnection, feed: &str, round_id: i64) -> Result<Option<RoundRow>, sqlx::Error> {
+    let raw: Option<RawRound> = sqlx::query_as(&format!("SELECT {ROUND} FROM oracle_rounds WHERE feed_id = $1 AND round_id = $2"))
+        .bind(feed)
+        .bind(round_id)
+        .fetch_optional(conn)
+        .await?;
+    raw.map(TryInto::try_into).transpose()
 }
 
 /// Rounds of a feed published in `[from, to]`, oldest first, at most `limit`.

@@ -27,8 +27,11 @@ pub fn server_url() -> String {
 pub fn serve_config() -> ServeConfig {
     ServeConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
+        role: pcx_exchange::config::Role::All,
+        worker_lease_secs: 15,
         db: DbConfig {
             database_url: None,
+            database_read_url: None,
             data_dir: None,
             embedded_probe: "127.0.0.1:5432".into(),
             embedded_database: "pcx".into(),
@@ -518,4 +521,97 @@ pub mod circuit_upload {
         let body = response.json::<Value>().await.unwrap_or(Value::Null);
         Reply { status, body }
     }
+}
+
+/// The real `pcx serve` binary on `port` with what the end-to-end tests share: the test admin
+/// key, the shared test keys, offers posted before agents run, rate limits out of the way of one
+/// test client on loopback, quiet logs. Each test adds its database and timing settings.
+pub fn pcx_serve(port: u16) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_pcx"));
+    command
+        .arg("serve")
+        .env("PCX_LISTEN", format!("127.0.0.1:{port}"))
+        .env("PCX_ADMIN_API_KEY", ADMIN_KEY)
+        .env("PCX_KEYS_DIR", common_keys_dir())
+        .env("PCX_OFFER_CAPACITY_CHECK", "off")
+        .env("PCX_RATE_AUTH_PER_MIN", "100000")
+        .env("PCX_RATE_ORACLE_PER_SEC", "100000")
+        .env("PCX_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit());
+    command
+}
+
+/// A prover agent run in-process against `base` (2^10 proofs, short claims) until the returned
+/// sender is dropped or fired; `keys_dir` where it keeps the proving keys it downloads.
+pub fn run_test_agent(
+    base: &str,
+    api_key: &str,
+    fault: Option<pcx_prover_pool::agent::Fault>,
+    keys_dir: std::path::PathBuf,
+) -> tokio::sync::oneshot::Sender<()> {
+    let mut args = pcx_prover_pool::agent::AgentArgs::new(base, api_key);
+    args.sizes = vec![10];
+    args.fault = fault;
+    args.claim_wait_secs = 2;
+    args.keys_dir = Some(keys_dir);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(pcx_prover_pool::agent::run_agent(args, async move {
+        let _ = stopped.await;
+    }));
+    stop
+}
+
+/// Buys `slots` slots of `class` every `every` seconds from `start` with `redundancy` backups,
+/// and posts each slot's input; returns the contract id.
+pub async fn buy_short_contract(
+    app: &Client,
+    buyer: &str,
+    class: &Value,
+    start: chrono::DateTime<chrono::Utc>,
+    every: i64,
+    slots: i64,
+    redundancy: u8,
+) -> String {
+    let end = start + chrono::Duration::seconds(every * slots);
+    let quote = app
+        .post(
+            "/v1/quotes",
+            Some(buyer),
+            json!({"proof_class": class, "redundancy": redundancy,
+                   "schedule": {"start": rfc(start), "end": rfc(end), "every_secs": every}}),
+        )
+        .await;
+    assert_eq!(quote.status, 201, "{}", quote.body);
+    let bought = app.post("/v1/contracts", Some(buyer), json!({"quote_id": quote.body["quote_id"]})).await;
+    assert_eq!(bought.status, 201, "{}", bought.body);
+    let contract = bought.body["contract_id"].as_str().unwrap().to_owned();
+    for n in 0..slots {
+        let r = app.put(&format!("/v1/contracts/{contract}/slots/{n}/input"), Some(buyer), json!({"public_input": (n + 5).to_string()})).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    contract
+}
+
+/// Asserts that the ledger settled `slots` slots exactly once with nobody slashed: a payment per
+/// delivered slot, a refund per other slot, no journal reference twice. `why` says what the
+/// exchange went through (for the message).
+pub async fn assert_settled_once_without_slashes(pool: &PgPool, slots: i64, delivered: i64, why: &str) {
+    let settlements: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT kind, count(*) FROM journal_entries WHERE kind IN ('slot_payment', 'refund', 'slash') GROUP BY kind ORDER BY kind",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let count = |kind: &str| settlements.iter().find(|(k, _)| k == kind).map_or(0, |(_, n)| *n);
+    assert_eq!(count("slot_payment"), delivered, "{settlements:?}");
+    assert_eq!(count("slot_payment") + count("refund"), slots, "{settlements:?}");
+    assert_eq!(count("slash"), 0, "nobody is slashed for the exchange's own faults ({why}): {settlements:?}");
+    let duplicates: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT reference, kind FROM journal_entries GROUP BY reference, kind HAVING count(*) > 1) d",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(duplicates, 0, "a journal reference twice");
 }

@@ -71,7 +71,7 @@ async fn claim_once(
     in_hand: &[Uuid],
     now: DateTime<Utc>,
 ) -> ApiResult<Option<Ticket>> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = state.begin().await?;
     let id = match store::jobs::held_by(&mut tx, agent, prover, in_hand, now).await? {
         Some(held) => Some(held),
         None => claim_new(&mut tx, state, prover, agent, wanted, now).await?,
@@ -217,7 +217,7 @@ pub async fn release(state: &AppState, prover: AccountId, job_id: Uuid) -> ApiRe
 
 async fn release_once(state: &AppState, prover: AccountId, job_id: Uuid) -> ApiResult<()> {
     let now = state.now();
-    let mut tx = state.db.begin().await?;
+    let mut tx = state.begin().await?;
     let ticket = store::jobs::ticket(&mut tx, job_id).await?.filter(|t| t.job.prover == Some(prover)).ok_or_else(|| not_yours(job_id))?;
     let row = store::slots::lock(&mut tx, ticket.contract_id, ticket.n).await?.ok_or_else(|| ApiError::internal("slot vanished"))?;
     let job = store::jobs::lock(&mut tx, job_id).await?.ok_or_else(|| not_yours(job_id))?;

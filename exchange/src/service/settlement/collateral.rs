@@ -50,7 +50,7 @@ pub async fn check(state: &AppState, now: DateTime<Utc>) -> ApiResult<u64> {
 async fn hand_over(state: &AppState, prover: AccountId, now: DateTime<Utc>) -> ApiResult<u64> {
     let window = state.settings.market.collateral_window;
     let multiplier = state.settings.settlement.rules.slash_multiplier;
-    let mut tx = state.db.begin().await?;
+    let mut tx = state.begin().await?;
     let bonded = super::apply::bonded(&mut tx, Some(prover)).await?;
     let slots = store::slots::primary_slots(&mut tx, prover, now, now + window).await?;
     let mut handed = 0;

@@ -24,7 +24,7 @@ pub async fn materialise_due(state: &AppState, now: DateTime<Utc>) -> ApiResult<
 async fn materialise(state: &AppState, now: DateTime<Utc>) -> ApiResult<u64> {
     let settings = &state.settings.settlement;
     let horizon_end = now + settings.horizon;
-    let mut tx = state.db.begin().await?;
+    let mut tx = state.begin().await?;
     let mut inserted = 0;
     let mut classes = Vec::new();
     for row in store::progress::to_materialise(&mut tx, horizon_end, settings.batch).await? {
@@ -73,7 +73,7 @@ pub async fn fund_due(state: &AppState, now: DateTime<Utc>) -> ApiResult<(u64, u
 }
 
 async fn fund(state: &AppState, id: Uuid, now: DateTime<Utc>) -> ApiResult<Funding> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = state.begin().await?;
     let Some(row) = store::progress::lock(&mut tx, id).await? else { return Ok(Funding::Nothing) };
     let progress = &row.progress;
     if !ContractStatus::RUNNING.contains(&progress.status) {
@@ -107,7 +107,7 @@ async fn fund(state: &AppState, id: Uuid, now: DateTime<Utc>) -> ApiResult<Fundi
 }
 
 async fn suspend(state: &AppState, id: Uuid, now: DateTime<Utc>) -> ApiResult<Funding> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = state.begin().await?;
     let Some(row) = store::progress::lock(&mut tx, id).await? else { return Ok(Funding::Nothing) };
     let suspension = contract::suspend(&row.progress, now);
     store::progress::suspend(&mut tx, id, &suspension).await?;
@@ -131,7 +131,7 @@ pub async fn complete_due(state: &AppState, now: DateTime<Utc>) -> ApiResult<u64
 }
 
 async fn complete(state: &AppState, id: Uuid, now: DateTime<Utc>) -> ApiResult<bool> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = state.begin().await?;
     let Some(row) = store::progress::lock(&mut tx, id).await? else { return Ok(false) };
     if !ContractStatus::RUNNING.contains(&row.progress.status) {
         return Ok(false);

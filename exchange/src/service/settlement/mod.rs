@@ -148,6 +148,11 @@ pub async fn run_scheduler(state: AppState, shutdown: tokio::sync::watch::Receiv
     crate::periodic::supervised("settlement tick", state.settings.settlement.tick, shutdown, move || {
         let state = ticking.clone();
         async move {
+            // Another replica holds the worker lease: this loop stands by (and is healthy).
+            if !state.runs_background() {
+                state.background.ticked(SCHEDULER);
+                return;
+            }
             match tick(&state, state.now()).await {
                 Ok(report) => {
                     state.background.ticked(SCHEDULER);

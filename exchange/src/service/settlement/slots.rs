@@ -61,7 +61,7 @@ pub async fn open_due(state: &AppState, ctx: &Context, now: DateTime<Utc>) -> Ap
 
 /// Opens one slot: cancelled, unused (paid), too late (refunded), or its first job offered.
 async fn open(state: &AppState, ctx: &Context, contract: Uuid, n: u64, now: DateTime<Utc>) -> ApiResult<bool> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = state.begin().await?;
     let Some(row) = store::slots::lock(&mut tx, contract, n).await? else { return Ok(false) };
     if row.slot.state != SlotState::Scheduled {
         return Ok(false);
@@ -93,7 +93,7 @@ pub async fn expire_due(state: &AppState, ctx: &Context, now: DateTime<Utc>) -> 
 }
 
 async fn expire(state: &AppState, ctx: &Context, job: Uuid, contract: Uuid, n: u64, now: DateTime<Utc>) -> ApiResult<bool> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = state.begin().await?;
     let Some(row) = store::slots::lock(&mut tx, contract, n).await? else { return Ok(false) };
     let Some(job) = store::jobs::lock(&mut tx, job).await? else { return Ok(false) };
     let Some(failure) = slot::expiry(&job.job, now) else { return Ok(false) };
@@ -116,7 +116,7 @@ pub async fn miss_due(state: &AppState, ctx: &Context, now: DateTime<Utc>) -> Ap
 }
 
 async fn miss(state: &AppState, ctx: &Context, contract: Uuid, n: u64, now: DateTime<Utc>) -> ApiResult<bool> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = state.begin().await?;
     let Some(row) = store::slots::lock(&mut tx, contract, n).await? else { return Ok(false) };
     if row.slot.state != SlotState::Proving || row.slot.deadline > now {
         return Ok(false);
