@@ -514,7 +514,7 @@ def attack_starvation(pcx: Path) -> None:
 def attack_secrets(pcx: Path) -> None:
     # No secret from the environment: every one is generated, as on a fresh install.
     server = Server(pcx, {**NO_RATE_LIMITS, "PCX_ADMIN_API_KEY": None, "PCX_OFFER_CAPACITY_CHECK": "off",
-                          "RUST_LOG": "debug"}, "secrets")
+                          "PCX_LOG": "debug"}, "secrets")
     try:
         secrets_dir = server.data_dir / "secrets"
         secrets = {p.name: p.read_text().strip() for p in secrets_dir.iterdir() if p.is_file()}

@@ -157,7 +157,7 @@ def main() -> int:
         raise SystemExit("psql is needed to create the fuzz database")
     # The seeded offer is posted without agents, hence no capacity check.
     server = Server(args.pcx, {**NO_RATE_LIMITS, "PCX_OFFER_CAPACITY_CHECK": "off", "PCX_ORACLE_HEARTBEAT_SECS": "5",
-                                "RUST_LOG": "warn"}, "fuzz")
+                                "PCX_LOG": "warn"}, "fuzz")
     failed = []
     try:
         accounts = seed(server.base)

@@ -77,7 +77,7 @@ class Server:
             PCX_DATA_DIR=str(self.data_dir),
             PCX_ADMIN_API_KEY=ADMIN_KEY,
             PCX_ORACLE_TICK_MS="1000",
-            RUST_LOG=os.environ.get("RUST_LOG", "info"),
+            PCX_LOG=os.environ.get("PCX_LOG", "info"),
         )
         for name, value in settings.items():
             if value is None:
