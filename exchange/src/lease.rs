@@ -53,16 +53,6 @@ impl Lease {
         })
     }
 
-    /// The holder id of this process.
-    pub fn holder(&self) -> Uuid {
-        self.holder
-    }
-
-    /// The lease's time to live.
-    pub fn ttl(&self) -> Duration {
-        self.ttl
-    }
-
     /// The fence of the current holding, if this process holds the lease now.
     pub fn fence(&self) -> Option<i64> {
         let until = *self.until.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

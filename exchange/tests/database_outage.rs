@@ -178,16 +178,7 @@ async fn a_database_restart_is_503_with_retry_after_then_recovered_without_a_res
     assert_eq!(status, 200, "{body}");
 
     // Every slot ends once; the slots the outage took are the exchange's, not the prover's.
-    let give_up = Instant::now() + Duration::from_secs(120);
-    let list = loop {
-        let r = client.get(&format!("/v1/contracts/{contract}/slots?limit={SLOTS}"), Some(&buyer)).await;
-        let list = r.body["slots"].as_array().cloned().unwrap_or_default();
-        if r.status == 200 && list.len() == SLOTS as usize && list.iter().all(|s| !matches!(s["state"].as_str(), Some("scheduled" | "proving"))) {
-            break list;
-        }
-        assert!(Instant::now() < give_up, "slots not settled after the outage: {}", r.body);
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let list = common::wait_all_slots_final(&client, &buyer, &contract, SLOTS, Duration::from_secs(120)).await;
     let mut delivered = 0;
     for slot in &list {
         match (slot["state"].as_str().unwrap(), slot["reason"].as_str().unwrap()) {

@@ -266,16 +266,7 @@ async fn three_replicas_killed_at_random_settle_every_slot_once_and_serve_the_sa
     assert!(kills.iter().any(|(_, was_holder, _)| *was_holder), "the lease holder was killed at least once: {kills:?}");
 
     // Every slot settles, once.
-    let give_up = Instant::now() + Duration::from_secs(120);
-    let list = loop {
-        let r = client.get(&format!("/v1/contracts/{contract}/slots?limit={SLOTS}"), Some(&buyer)).await;
-        let list = r.body["slots"].as_array().cloned().unwrap_or_default();
-        if r.status == 200 && list.len() == SLOTS as usize && list.iter().all(|s| !matches!(s["state"].as_str(), Some("scheduled" | "proving"))) {
-            break list;
-        }
-        assert!(Instant::now() < give_up, "slots not settled in time: {}", r.body);
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let list = common::wait_all_slots_final(&client, &buyer, &contract, SLOTS, Duration::from_secs(120)).await;
     for replica in &replicas {
         wait_healthy(&http, replica).await;
     }

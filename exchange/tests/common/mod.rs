@@ -615,3 +615,19 @@ pub async fn assert_settled_once_without_slashes(pool: &PgPool, slots: i64, deli
     .unwrap();
     assert_eq!(duplicates, 0, "a journal reference twice");
 }
+
+/// Waits up to `within` for all `slots` slots of `contract` to be in a final state (neither
+/// scheduled nor proving), then returns them.
+pub async fn wait_all_slots_final(app: &Client, buyer: &str, contract: &str, slots: i64, within: std::time::Duration) -> Vec<Value> {
+    let give_up = std::time::Instant::now() + within;
+    loop {
+        let r = app.get(&format!("/v1/contracts/{contract}/slots?limit={slots}"), Some(buyer)).await;
+        let list = r.body["slots"].as_array().cloned().unwrap_or_default();
+        let settled = list.iter().all(|s| !matches!(s["state"].as_str(), Some("scheduled" | "proving")));
+        if r.status == StatusCode::OK && list.len() == slots as usize && settled {
+            return list;
+        }
+        assert!(std::time::Instant::now() < give_up, "slots not settled in time: {}", r.body);
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
