@@ -43,7 +43,7 @@ from pathlib import Path
 import requests
 
 from harness import (ADMIN_KEY, HASH_CHAIN_10, NO_RATE_LIMITS, ROOT, Server, account, buy, call, market, offer,
-                     psql, rfc3339, token)
+                     percentile, psql, rfc3339, token)
 
 RESULTS: list[tuple[str, bool, str]] = []
 
@@ -51,13 +51,6 @@ RESULTS: list[tuple[str, bool, str]] = []
 def report(attack: str, held: bool, figures: str) -> None:
     RESULTS.append((attack, held, figures))
     print(f"[{'held' if held else 'BROKEN'}] {attack}: {figures}", flush=True)
-
-
-def percentile(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
 def latencies_ms(base: str, path: str, stop: threading.Event, every: float = 0.1) -> tuple[list[float], list[str]]:

@@ -123,6 +123,18 @@ pub struct TokenKeys {
     /// The secret before the last rotation, still accepted until the Unix time given (its
     /// tokens were issued before the rotation and live at most one token lifetime).
     previous: Option<(DecodingKey, i64)>,
+    /// [`secret_fingerprint`]s of the secret and of the previous one: replicas compare them.
+    fingerprint: String,
+    previous_fingerprint: Option<String>,
+}
+
+/// Tells JWT secrets apart without revealing them: SHA-256 (hex) over a fixed label and the
+/// secret (no more use to a guesser than any token the secret signs).
+pub fn secret_fingerprint(secret: &[u8]) -> String {
+    let mut hash = Sha256::new();
+    hash.update(b"pcx jwt secret fingerprint v1\n");
+    hash.update(secret);
+    hex::encode(hash.finalize())
 }
 
 impl std::fmt::Debug for TokenKeys {
@@ -134,12 +146,24 @@ impl std::fmt::Debug for TokenKeys {
 impl TokenKeys {
     /// Keys from a secret.
     pub fn from_secret(secret: &[u8]) -> Self {
-        Self { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret), previous: None }
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            previous: None,
+            fingerprint: secret_fingerprint(secret),
+            previous_fingerprint: None,
+        }
+    }
+
+    /// The secret's [`secret_fingerprint`], and the previous secret's while it is accepted.
+    pub fn fingerprints(&self) -> (&str, Option<&str>) {
+        (&self.fingerprint, self.previous_fingerprint.as_deref())
     }
 
     /// Also accepts tokens signed with `previous` until `until` (a rotation's grace period).
     pub fn with_previous(mut self, previous: &[u8], until: DateTime<Utc>) -> Self {
         self.previous = Some((DecodingKey::from_secret(previous), until.timestamp()));
+        self.previous_fingerprint = Some(secret_fingerprint(previous));
         self
     }
 

@@ -4,13 +4,14 @@
 //!
 //! A watcher probes the database every [`PROBE_EVERY`] (one `SELECT 1`, bounded by
 //! [`PROBE_TIMEOUT`]). While the last probe failed, requests that need the database are refused
-//! before they take a connection ([`refuse_while_down`]); routes served from memory (the
+//! before they take a connection ([`refuse_while_down`]), and those already in flight when the
+//! probe finds it down (waiting for a connection the pool keeps failing to open) are answered
+//! 503 then, not when the pool's acquire timeout ends; routes served from memory (the
 //! oracle's latest prices, feeds, signer and stream, the discounts, the API document, metrics)
 //! keep answering, and `/health` says since when and why. When a probe succeeds again, requests
 //! pass again: pcx recovers by itself, without a restart. A request cut off by the outage rolled
 //! back whole (one transaction), so a client's retry with its `Idempotency-Key` is safe.
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -31,9 +32,15 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 pub const RETRY_AFTER_SECS: u32 = 2;
 
 /// The database as the last probe found it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Availability {
-    down: Mutex<Option<Down>>,
+    down: tokio::sync::watch::Sender<Option<Down>>,
+}
+
+impl Default for Availability {
+    fn default() -> Availability {
+        Availability { down: tokio::sync::watch::channel(None).0 }
+    }
 }
 
 /// Since when the database has not answered, and what the probe got.
@@ -48,22 +55,37 @@ pub struct Down {
 impl Availability {
     /// `Some` while the database does not answer.
     pub fn down(&self) -> Option<Down> {
-        self.down.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.down.borrow().clone()
+    }
+
+    /// Resolves when the database is found down (at once if it is now).
+    pub async fn went_down(&self) -> Down {
+        let mut watching = self.down.subscribe();
+        loop {
+            if let Some(down) = watching.borrow_and_update().clone() {
+                return down;
+            }
+            // The sender lives as long as `self`: `changed` only fails once nothing can change.
+            if watching.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
     }
 
     fn record(&self, outcome: Result<(), String>) {
-        let mut down = self.down.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        match (outcome, down.is_some()) {
+        self.down.send_if_modified(|down| match (outcome, down.is_some()) {
             (Ok(()), true) => {
                 tracing::info!("the database answers again");
                 *down = None;
+                true
             }
             (Err(reason), false) => {
                 tracing::error!(%reason, "the database does not answer: requests that need it get 503 until it does");
                 *down = Some(Down { since: Utc::now(), reason });
+                true
             }
-            _ => {}
-        }
+            _ => false,
+        });
     }
 
     /// The refusal for a request while the database is down.
@@ -134,12 +156,23 @@ fn served_from_memory(route: &str, method: &Method) -> bool {
             ))
 }
 
-/// Middleware: while the database is down, a request that needs it is answered 503 at once.
+/// Middleware: while the database is down, a request that needs it is answered 503 at once; one
+/// in flight when the database goes down is answered 503 then (its work is dropped: an open
+/// transaction rolls back, and what already committed is found again by the client's retry
+/// with its `Idempotency-Key`).
 pub async fn refuse_while_down(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(down) = state.availability.down() else { return next.run(request).await };
     let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
-    if route.as_deref().is_some_and(|route| served_from_memory(route, request.method())) || route.is_none() {
+    let Some(route) = route.filter(|route| !served_from_memory(route, request.method())) else {
         return next.run(request).await;
+    };
+    if let Some(down) = state.availability.down() {
+        return Availability::refusal(&down).into_response();
     }
-    Availability::refusal(&down).into_response()
+    tokio::select! {
+        response = next.run(request) => response,
+        down = state.availability.went_down() => {
+            tracing::info!(%route, "the database went down while this request was in flight: answered 503");
+            Availability::refusal(&down).into_response()
+        }
+    }
 }

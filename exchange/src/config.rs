@@ -102,6 +102,12 @@ pub struct DbConfig {
     #[arg(long, env = "DATABASE_READ_URL", hide_env_values = true)]
     pub database_read_url: Option<String>,
 
+    /// A connection to the same database that bypasses a transaction-mode pooler (PgBouncer),
+    /// for what needs a session of its own: the migrations (under a session advisory lock) and
+    /// `LISTEN` for the oracle's rounds. Unset: `DATABASE_URL`.
+    #[arg(long, env = "DATABASE_DIRECT_URL", hide_env_values = true)]
+    pub database_direct_url: Option<String>,
+
     /// Directory for the private cluster and other local state.
     #[arg(long, env = "PCX_DATA_DIR")]
     pub data_dir: Option<PathBuf>,

@@ -30,6 +30,9 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 pub struct Database {
     /// The connection pool.
     pub pool: PgPool,
+    /// Sessions of their own, past a pooler: `DATABASE_DIRECT_URL`'s pool (two connections,
+    /// connected lazily), or the same as `pool` when it is unset.
+    pub direct: PgPool,
     /// Where the data lives, for the log.
     pub description: String,
     cluster: Option<PrivateCluster>,
@@ -53,12 +56,27 @@ impl Database {
             .connect_with(options.log_statements(tracing::log::LevelFilter::Debug))
             .await
             .with_context(|| format!("cannot connect to the database at {description}"))?;
-        MIGRATOR.run(&pool).await.context("applying database migrations")?;
-        Ok(Database { pool, description, cluster })
+        let direct = match config.database_direct_url.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+            Some(url) => {
+                let options: PgConnectOptions = url
+                    .parse()
+                    .with_context(|| format!("DATABASE_DIRECT_URL {} is not a PostgreSQL URL", redact(url)))?;
+                PgPoolOptions::new()
+                    .max_connections(2)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_lazy_with(options.log_statements(tracing::log::LevelFilter::Debug))
+            }
+            None => pool.clone(),
+        };
+        // The migrator holds a session advisory lock while it applies: through a pooler in
+        // transaction mode that lock would stay behind on whichever server connection took it.
+        MIGRATOR.run(&direct).await.context("applying database migrations")?;
+        Ok(Database { pool, direct, description, cluster })
     }
 
     /// Closes the pool and stops the private cluster if pcx started it.
     pub async fn close(mut self) {
+        self.direct.close().await;
         self.pool.close().await;
         if let Some(cluster) = self.cluster.take() {
             cluster.stop();

@@ -380,6 +380,15 @@ impl From<sqlx::Error> for ApiError {
                 ErrorCode::InvalidAmount,
                 "the amount, or the balance it would make, exceeds the largest the ledger holds (99999999999999.999999)",
             ),
+            // The server is shutting down, starting up or in recovery (57P01..57P03), or the
+            // connection failed (class 08): a restart or a failover, not a fault of the request.
+            sqlx::Error::Database(ref db)
+                if db.code().as_deref().is_some_and(|c| matches!(c, "57P01" | "57P02" | "57P03") || c.starts_with("08")) =>
+            {
+                tracing::warn!(error = %err, "the database is restarting or failing over");
+                ApiError::new(ErrorCode::Unavailable, "the database is unavailable; retry shortly")
+                    .with_retry_after(crate::availability::RETRY_AFTER_SECS)
+            }
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
                 tracing::error!(error = %err, "database unavailable");
                 ApiError::new(ErrorCode::Unavailable, "the database is unavailable; retry shortly")

@@ -42,6 +42,11 @@ pub struct Lease {
 }
 
 impl Lease {
+    /// This process's holder id (also its id in `replicas`).
+    pub fn holder(&self) -> Uuid {
+        self.holder
+    }
+
     /// A lease `name` for a new holder id, with time to live `ttl`.
     pub fn new(name: &'static str, ttl: Duration) -> Arc<Lease> {
         Arc::new(Lease {

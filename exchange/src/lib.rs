@@ -38,6 +38,7 @@ pub mod limits;
 pub mod metrics;
 pub mod periodic;
 pub mod ratelimit;
+pub mod replicas;
 pub mod retry;
 pub mod routes;
 pub mod secrets;
@@ -69,6 +70,9 @@ pub struct AppState {
     /// The pool for public reads that may lag a moment (the book, oracle history): a read
     /// replica's when `DATABASE_READ_URL` is set, else the same as `db`.
     pub read_db: PgPool,
+    /// Sessions of their own (`LISTEN`), past a transaction-mode pooler: `DATABASE_DIRECT_URL`'s
+    /// pool when it is set, else the same as `db`.
+    pub direct_db: PgPool,
     /// Signs and verifies access tokens.
     pub tokens: Arc<TokenKeys>,
     /// SHA-256 of the operator's API key.
@@ -191,6 +195,7 @@ impl AppState {
             lease: None,
             availability: Arc::default(),
             read_db: db.clone(),
+            direct_db: db.clone(),
             db,
         })
     }
@@ -214,6 +219,12 @@ impl AppState {
     /// The same state with public reads sent to `pool` (a read replica).
     pub fn with_read_pool(mut self, pool: PgPool) -> AppState {
         self.read_db = pool;
+        self
+    }
+
+    /// The same state with `LISTEN` on `pool` (`DATABASE_DIRECT_URL`'s).
+    pub fn with_direct_pool(mut self, pool: PgPool) -> AppState {
+        self.direct_db = pool;
         self
     }
 
@@ -383,7 +394,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let bound = listener.local_addr()?;
     let settings = Settings::from_config(&config, bound)?;
-    let mut state = AppState::new(database.pool.clone(), &config, settings).await?;
+    let mut state = AppState::new(database.pool.clone(), &config, settings).await?.with_direct_pool(database.direct.clone());
     if let Some(read) = db::read_pool(&config.db)? {
         tracing::info!("public reads (the book, oracle history) go to DATABASE_READ_URL");
         state = state.with_read_pool(read);
@@ -395,7 +406,18 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     // follows the oracle's rounds, whichever publishes them.
     let lease = lease::Lease::new(lease::BACKGROUND, std::time::Duration::from_secs(u64::from(config.worker_lease_secs.max(3))));
     let background_state = state.for_background(background.clone()).with_lease(Arc::clone(&lease));
-    let mut tasks = Vec::new();
+    // Replicas that must share secrets are seen to share them (see `replicas`).
+    let (jwt_fingerprint, previous_jwt_fingerprint) = state.tokens.fingerprints();
+    let replica = replicas::ReplicaRow {
+        id: lease.holder(),
+        host: replicas::host_name(),
+        pid: i32::try_from(std::process::id()).unwrap_or(i32::MAX),
+        jwt_fingerprint: jwt_fingerprint.to_owned(),
+        previous_jwt_fingerprint: previous_jwt_fingerprint.map(str::to_owned),
+        oracle_signer: state.oracle.signer.address().to_string(),
+    };
+    replicas::register(&background, &replica).await?;
+    let mut tasks = vec![tokio::spawn(replicas::keep(background.clone(), replica, background_stopped.clone()))];
     if config.role.runs_background() {
         state.background.compete_for(Arc::clone(&lease));
         let taken = Arc::clone(&state.background);

@@ -145,6 +145,14 @@ async fn a_database_restart_is_503_with_retry_after_then_recovered_without_a_res
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     pg_ctl(&cluster, &["-m", "fast", "-w", "stop"]);
+    // Requests sent before pcx notices wait for a connection the pool cannot open: they are
+    // answered 503 as soon as pcx notices, not when the database returns or the pool gives up.
+    let in_flight: Vec<_> = (0..4)
+        .map(|_| {
+            let (http, url, buyer) = (http.clone(), client.url("/v1/accounts/me/balances"), buyer.clone());
+            tokio::spawn(async move { status_of(&http, &url, Some(&buyer)).await })
+        })
+        .collect();
     // pcx notices (it probes every 500 ms) and says so on /health.
     let give_up = Instant::now() + Duration::from_secs(10);
     while health(&http, &client).await != 503 {
@@ -152,6 +160,11 @@ async fn a_database_restart_is_503_with_retry_after_then_recovered_without_a_res
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    for request in in_flight {
+        let (status, retry_after, body, took) = request.await.unwrap();
+        assert_eq!((status, body["error"]["code"].as_str()), (503, Some("unavailable")), "in flight at the outage: {body}");
+        assert!(retry_after.is_some() && took < Duration::from_secs(5), "in flight at the outage: {took:?}, {retry_after:?}");
+    }
     let (status, retry_after, body, took) = status_of(&http, &client.url("/v1/accounts/me/balances"), Some(&buyer)).await;
     assert_eq!((status, body["error"]["code"].as_str()), (503, Some("unavailable")), "{body}");
     assert!(retry_after.is_some(), "a 503 says when to retry");
@@ -163,6 +176,8 @@ async fn a_database_restart_is_503_with_retry_after_then_recovered_without_a_res
     assert!(body["error"]["message"].as_str().unwrap().contains("database does not answer"), "{body}");
     let (status, _, body, _) = status_of(&http, &client.url(&format!("/v1/oracle/prices/latest?feed={feed}")), None).await;
     assert_eq!(status, 200, "the latest price is served from memory: {body}");
+    let metrics = http.get(client.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("\npcx_database_up 0\n"), "the outage shows on /metrics: {metrics}");
     tokio::time::sleep(Duration::from_secs(8)).await;
     assert!(exchange.child.try_wait().unwrap().is_none(), "pcx serve survived the outage");
 
@@ -176,6 +191,8 @@ async fn a_database_restart_is_503_with_retry_after_then_recovered_without_a_res
     }
     let (status, _, body, _) = status_of(&http, &client.url("/v1/accounts/me/balances"), Some(&buyer)).await;
     assert_eq!(status, 200, "{body}");
+    let metrics = http.get(client.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("\npcx_database_up 1\n") && metrics.contains("\npcx_worker_lease_held 1\n"), "{metrics}");
 
     // Every slot ends once; the slots the outage took are the exchange's, not the prover's.
     let list = common::wait_all_slots_final(&client, &buyer, &contract, SLOTS, Duration::from_secs(120)).await;

@@ -5,6 +5,9 @@
 //! and refund happens once, nobody is slashed, the ledger balances, the oracle's round ids run
 //! without gaps or duplicates, and every replica's SSE subscribers receive the rounds whichever
 //! replica published them.
+//!
+//! The same again with the replicas reaching PostgreSQL through PgBouncer in transaction mode
+//! (`max_prepared_statements` set; their migrations and `LISTEN` on `DATABASE_DIRECT_URL`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -30,6 +33,8 @@ const REPLICAS: usize = 3;
 struct Replica {
     port: u16,
     database_url: String,
+    /// Set when `database_url` goes through a pooler: the database itself.
+    direct_url: Option<String>,
     /// Shared by the replicas (as on one machine): the JWT secret and the oracle key they
     /// generate there on the fresh database's first start, racing.
     data_dir: std::path::PathBuf,
@@ -40,6 +45,7 @@ impl Replica {
     fn start(&mut self) {
         let child = common::pcx_serve(self.port)
             .env("DATABASE_URL", &self.database_url)
+            .env("DATABASE_DIRECT_URL", self.direct_url.as_deref().unwrap_or(""))
             .env_remove("PCX_JWT_SECRET")
             .env_remove("PCX_ORACLE_KEY")
             .env("PCX_DATA_DIR", &self.data_dir)
@@ -177,13 +183,131 @@ fn dec(v: &Value) -> Decimal {
     v.as_str().unwrap().parse().unwrap()
 }
 
+/// PgBouncer in transaction mode in front of the test server, run as the `postgres` user when
+/// the tests run as root (it refuses root). The settings pcx needs are the ones docs/DEPLOY.md
+/// names: `pool_mode = transaction`, `max_prepared_statements` (sqlx prepares every query), and
+/// `ignore_startup_parameters = extra_float_digits` (sqlx sends it at connect).
+struct Pgbouncer {
+    port: u16,
+    dir: std::path::PathBuf,
+    child: Child,
+}
+
+impl Pgbouncer {
+    /// The binary: `PCX_TEST_PGBOUNCER` (`.ci/run` builds 1.24.1 with `.ci/pgbouncer.sh`), else
+    /// what that script left in `target/`. `None` when there is none (outside CI the test says
+    /// so and skips; in CI it fails).
+    fn binary() -> Option<std::path::PathBuf> {
+        let built = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ci-tools/pgbouncer/bin/pgbouncer");
+        std::env::var_os("PCX_TEST_PGBOUNCER").map(std::path::PathBuf::from).or(Some(built)).filter(|p| p.is_file())
+    }
+
+    fn start(binary: &std::path::Path, database: &str) -> Pgbouncer {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("pcx-pgbouncer-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let server: reqwest::Url = common::server_url().parse().unwrap();
+        let config = format!(
+            "[databases]\n{database} = host={} port={} dbname={database} user={}\n\n[pgbouncer]\n\
+             listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\nauth_type = any\n\
+             admin_users = {user}\npool_mode = transaction\nmax_prepared_statements = 200\n\
+             ignore_startup_parameters = extra_float_digits\ndefault_pool_size = 20\nmax_client_conn = 500\n",
+            server.host_str().unwrap(),
+            server.port().unwrap_or(5432),
+            server.username(),
+            user = server.username(),
+        );
+        let ini = dir.join("pgbouncer.ini");
+        std::fs::write(&ini, config).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&ini, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut command = std::process::Command::new(binary);
+        if pcx_exchange::db::running_as_root() {
+            // As the user itself (not through runuser, which a kill would not pass on).
+            use std::os::unix::process::CommandExt;
+            let name = std::ffi::CString::new("postgres").unwrap();
+            #[allow(unsafe_code)]
+            // SAFETY: getpwnam with a valid C string; the entry is read at once, before any other call.
+            let (uid, gid) = unsafe {
+                let entry = libc::getpwnam(name.as_ptr());
+                assert!(!entry.is_null(), "no postgres user to run PgBouncer as");
+                ((*entry).pw_uid, (*entry).pw_gid)
+            };
+            command.uid(uid).gid(gid);
+        }
+        let child = command.arg(&ini).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+        let give_up = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < give_up, "pgbouncer did not start on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Pgbouncer { port, dir, child }
+    }
+
+    /// `SHOW STATS` of `database` from the admin console: (transactions, server-side Parse messages,
+    /// client Parse messages).
+    fn stats(&self, database: &str) -> (u64, u64, u64) {
+        let out = std::process::Command::new("psql")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-d", "pgbouncer", "-A", "-F", "\t"])
+            .args(["-c", "SHOW STATS"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut lines = text.lines();
+        let columns: Vec<&str> = lines.next().unwrap_or_default().split('\t').collect();
+        let row: Vec<&str> = lines.find(|l| l.starts_with(&format!("{database}\t"))).unwrap_or_default().split('\t').collect();
+        let field = |name: &str| {
+            let at = columns.iter().position(|c| *c == name).unwrap_or_else(|| panic!("no {name} in SHOW STATS: {text}"));
+            row.get(at).and_then(|v| v.parse().ok()).unwrap_or(0)
+        };
+        (field("total_xact_count"), field("total_server_parse_count"), field("total_client_parse_count"))
+    }
+}
+
+impl Drop for Pgbouncer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_killed_at_random_settle_every_slot_once_and_serve_the_same_rounds() {
+    replicas_killed_at_random(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_through_pgbouncer_in_transaction_mode_settle_every_slot_once() {
+    let Some(binary) = Pgbouncer::binary() else {
+        assert!(std::env::var_os("CI").is_none(), "CI runs this test: .ci/run builds PgBouncer (.ci/pgbouncer.sh)");
+        eprintln!("skipped: no PgBouncer (run .ci/pgbouncer.sh, or set PCX_TEST_PGBOUNCER)");
+        return;
+    };
+    replicas_killed_at_random(Some(&binary)).await;
+}
+
+/// Starts three replicas (through PgBouncer started from `pgbouncer`, if given), kills them at
+/// random under a running contract and checks the invariants of the module docs.
+async fn replicas_killed_at_random(pgbouncer: Option<&std::path::Path>) {
     let (pool, url) = common::fresh_database_with_url().await;
+    let database = url.rsplit('/').next().unwrap().to_owned();
+    let pooler = pgbouncer.map(|binary| Pgbouncer::start(binary, &database));
+    let (database_url, direct_url) = match &pooler {
+        Some(pooler) => (format!("postgres://postgres@127.0.0.1:{}/{database}", pooler.port), Some(url.clone())),
+        None => (url.clone(), None),
+    };
     let http = reqwest::Client::new();
     let data_dir = std::env::temp_dir().join(format!("pcx-replicas-{}", uuid::Uuid::new_v4()));
     let mut replicas: Vec<Replica> = (0..REPLICAS)
-        .map(|_| Replica { port: free_port(), database_url: url.clone(), data_dir: data_dir.clone(), child: None })
+        .map(|_| Replica {
+            port: free_port(),
+            database_url: database_url.clone(),
+            direct_url: direct_url.clone(),
+            data_dir: data_dir.clone(),
+            child: None,
+        })
         .collect();
     // All three start at once on the fresh database: they race through the migrations, the
     // generated secrets, the setups and the lease.
@@ -348,4 +472,12 @@ async fn three_replicas_killed_at_random_settle_every_slot_once_and_serve_the_sa
     }
     drop(replicas);
     let _ = std::fs::remove_dir_all(&data_dir);
+
+    // The replicas' work did go through the pooler, in transaction mode, with prepared statements.
+    if let Some(pooler) = &pooler {
+        let (transactions, server_prepares, client_parses) = pooler.stats(&database);
+        assert!(transactions > 1000, "the replicas' transactions went through PgBouncer: {transactions}");
+        assert!(server_prepares > 0 && client_parses > 0, "prepared statements through PgBouncer: {server_prepares} / {client_parses}");
+        eprintln!("through PgBouncer: {transactions} transactions, {client_parses} client parses, {server_prepares} server prepares");
+    }
 }

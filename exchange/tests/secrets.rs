@@ -178,3 +178,64 @@ async fn rotating_the_jwt_secret_keeps_old_tokens_for_the_grace_period_only() {
     server.stop();
     std::fs::remove_dir_all(&data).ok();
 }
+
+/// Starts `pcx serve` on `url` with the given secrets: the server once it is healthy, or its exit
+/// status and output if it stops by itself first.
+async fn start_with(url: &str, jwt: &str, oracle_key: &str) -> Result<Server, String> {
+    let data = scratch();
+    std::fs::create_dir_all(&data).unwrap();
+    let port = port();
+    let output = data.with_extension("log");
+    let log = std::fs::File::create(&output).unwrap();
+    let mut child = common::pcx_serve(port)
+        .env("DATABASE_URL", url)
+        .env("PCX_DATA_DIR", &data)
+        .env("PCX_JWT_SECRET", jwt)
+        .env("PCX_ORACLE_KEY", oracle_key)
+        .env("PCX_ORACLE_TICK_MS", "0")
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let give_up = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Err(format!("{status}: {}", std::fs::read_to_string(&output).unwrap_or_default()));
+        }
+        if http.get(format!("http://127.0.0.1:{port}/health")).send().await.is_ok_and(|r| r.status() == 200) {
+            return Ok(Server { child, output });
+        }
+        assert!(Instant::now() < give_up, "the exchange neither came up nor stopped");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_replica_with_other_secrets_than_the_running_ones_refuses_to_start() {
+    let (db, url) = common::fresh_database_with_url().await;
+    let (jwt, oracle) = ("the-market-jwt-secret-0123456789", format!("0x{}", "11".repeat(32)));
+    let first = start_with(&url, jwt, &oracle).await.expect("the first replica starts");
+    let second = start_with(&url, jwt, &oracle).await.expect("a replica with the same secrets starts beside it");
+
+    // A replica on another machine that was not given the secrets generates its own: refused,
+    // saying what to set; the running replicas are untouched.
+    let refused = start_with(&url, "another-jwt-secret-0123456789", &oracle).await.err().expect("other JWT secret refused");
+    assert!(refused.contains("PCX_JWT_SECRET"), "{refused}");
+    let refused = start_with(&url, jwt, &format!("0x{}", "22".repeat(32))).await.err().expect("other oracle key refused");
+    assert!(refused.contains("PCX_ORACLE_KEY"), "{refused}");
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM replicas").fetch_one(&db).await.unwrap();
+    assert_eq!(rows, 2, "the refused replicas left no row");
+    let fingerprints: Vec<String> = sqlx::query_scalar("SELECT jwt_fingerprint FROM replicas").fetch_all(&db).await.unwrap();
+    assert!(fingerprints.iter().all(|f| !f.contains(jwt) && f.len() == 64), "{fingerprints:?}");
+
+    // Once every replica of the old secrets is gone (a clean stop removes its row; a killed one's
+    // process is gone from this machine), the market may start over with new ones.
+    let mut first = first;
+    assert!(Command::new("kill").args(["-TERM", &first.child.id().to_string()]).status().unwrap().success());
+    assert!(first.child.wait().unwrap().success(), "a clean stop");
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM replicas").fetch_one(&db).await.unwrap();
+    assert_eq!(rows, 1, "the stopped replica removed its row");
+    drop(second); // kill -9
+    let renewed = start_with(&url, "another-jwt-secret-0123456789", &oracle).await;
+    assert!(renewed.is_ok(), "{:?}", renewed.err());
+}

@@ -49,9 +49,13 @@ pub async fn health(State(state): State<AppState>) -> Result<Json<HealthResponse
         Ok(Ok(_)) => {}
         Ok(Err(err)) => {
             tracing::warn!(%err, "health check: database error");
-            return Err(ApiError::new(ErrorCode::Unavailable, "the database does not answer"));
+            return Err(ApiError::new(ErrorCode::Unavailable, "the database does not answer")
+                .with_retry_after(crate::availability::RETRY_AFTER_SECS));
         }
-        Err(_) => return Err(ApiError::new(ErrorCode::Unavailable, "the database does not answer within 3 s")),
+        Err(_) => {
+            return Err(ApiError::new(ErrorCode::Unavailable, "the database does not answer within 3 s")
+                .with_retry_after(crate::availability::RETRY_AFTER_SECS))
+        }
     }
     let bound = state.settings.settlement.health_stall;
     let background = state.background.health(bound);
@@ -75,13 +79,18 @@ pub async fn health(State(state): State<AppState>) -> Result<Json<HealthResponse
     }))
 }
 
-/// Prometheus metrics (text exposition format).
+/// Prometheus metrics (text exposition format): request counts and latencies, and this
+/// replica's view of the database and the worker lease.
 #[utoipa::path(get, path = "/metrics", tag = "ops",
     responses((status = 200, content_type = "text/plain", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        state.metrics.render(),
-    )
+    let mut text = state.metrics.render();
+    let gauge = |text: &mut String, name: &str, help: &str, value: bool| {
+        text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}\n", u8::from(value)));
+    };
+    gauge(&mut text, "pcx_database_up", "1 while the database answers this replica's probe.", state.availability.down().is_none());
+    if let Some(held) = state.background.holds_worker_lease() {
+        gauge(&mut text, "pcx_worker_lease_held", "1 while this replica holds the worker lease (exactly one should).", held);
+    }
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
 }

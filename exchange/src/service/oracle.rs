@@ -575,13 +575,14 @@ pub async fn run_oracle(state: AppState, shutdown: tokio::sync::watch::Receiver<
 
 /// Adopts rounds as the publishing replica announces them (LISTEN on
 /// [`store::oracle::ROUNDS_CHANNEL`]), so every replica's latest price and stream follow within
-/// moments. Runs on every replica, on one connection of `state`'s pool for as long as it runs;
+/// moments. Runs on every replica, on one connection of `state.direct_db` (a session of its own,
+/// past any transaction-mode pooler) for as long as it runs;
 /// what it misses while that connection is down, the tick's [`follow`] catches up.
 pub async fn listen_for_rounds(state: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     use sqlx::postgres::PgListener;
     while !*shutdown.borrow() {
         let listening = async {
-            let mut listener = PgListener::connect_with(&state.db).await?;
+            let mut listener = PgListener::connect_with(&state.direct_db).await?;
             listener.listen(store::oracle::ROUNDS_CHANNEL).await?;
             Ok::<_, sqlx::Error>(listener)
         };

@@ -29,6 +29,7 @@ pub mod nonces;
 pub mod offers;
 pub mod oracle;
 pub mod progress;
+pub mod replicas;
 pub mod reputation;
 pub mod scheduler;
 pub mod slots;

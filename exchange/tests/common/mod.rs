@@ -32,6 +32,7 @@ pub fn serve_config() -> ServeConfig {
         db: DbConfig {
             database_url: None,
             database_read_url: None,
+            database_direct_url: None,
             data_dir: None,
             embedded_probe: "127.0.0.1:5432".into(),
             embedded_database: "pcx".into(),
