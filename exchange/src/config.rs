@@ -61,6 +61,12 @@
 //! | external providers file | `PCX_ORACLE_PROVIDERS` | none |
 //! | provider fetch timeout | `PCX_ORACLE_PROVIDER_TIMEOUT_MS` | `2000` |
 //! | provider refresh period | `PCX_ORACLE_PROVIDER_REFRESH_SECS` | `30` |
+//! | webhook key (seals endpoint secrets) | `PCX_WEBHOOK_KEY`, or a file: `PCX_WEBHOOK_KEY_FILE` | generated once into `<data dir>/secrets/webhook_key` (0600) |
+//! | an event is retried for | `PCX_WEBHOOK_RETRY_HORIZON_SECS` | `259200` (3 days) |
+//! | one delivery attempt's timeout | `PCX_WEBHOOK_TIMEOUT_SECS` | `10` |
+//! | deliveries in flight per endpoint | `PCX_WEBHOOK_CONCURRENCY` | `4` |
+//! | delivery loop period | `PCX_WEBHOOK_TICK_MS` | `500` |
+//! | endpoints on loopback/private networks allowed | `PCX_WEBHOOK_ALLOW_PRIVATE_NETWORKS` | `false` |
 //! | log filter | `PCX_LOG` | `info,sqlx=warn` |
 
 use std::net::SocketAddr;
@@ -270,6 +276,61 @@ pub struct ServeConfig {
     /// The pricing oracle.
     #[command(flatten)]
     pub oracle: OracleConfig,
+
+    /// Webhook delivery.
+    #[command(flatten)]
+    pub webhooks: WebhookConfig,
+}
+
+/// Webhook delivery's settings (see `service::webhooks`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct WebhookConfig {
+    /// The key that seals endpoint signing secrets at rest (32 bytes hex); the same on every
+    /// replica. Unset: `PCX_WEBHOOK_KEY_FILE`, else generated once into
+    /// `<data dir>/secrets/webhook_key` (mode 0600).
+    #[arg(long, env = "PCX_WEBHOOK_KEY", hide_env_values = true)]
+    pub webhook_key: Option<String>,
+
+    /// A file holding the webhook key (instead of `PCX_WEBHOOK_KEY`).
+    #[arg(long, env = "PCX_WEBHOOK_KEY_FILE")]
+    pub webhook_key_file: Option<PathBuf>,
+
+    /// How long an event is retried before it is given up, in seconds (an endpoint none of whose
+    /// deliveries succeeded for that long is disabled).
+    #[arg(long, env = "PCX_WEBHOOK_RETRY_HORIZON_SECS", default_value_t = 259_200)]
+    pub webhook_retry_horizon_secs: u32,
+
+    /// Timeout of one delivery attempt, in seconds.
+    #[arg(long, env = "PCX_WEBHOOK_TIMEOUT_SECS", default_value_t = 10)]
+    pub webhook_timeout_secs: u32,
+
+    /// Most deliveries in flight to one endpoint at once.
+    #[arg(long, env = "PCX_WEBHOOK_CONCURRENCY", default_value_t = 4)]
+    pub webhook_concurrency: u32,
+
+    /// How often due deliveries are looked for, in milliseconds.
+    #[arg(long, env = "PCX_WEBHOOK_TICK_MS", default_value_t = 500)]
+    pub webhook_tick_ms: u64,
+
+    /// Let endpoints on loopback and private networks receive events (one-machine setups and
+    /// tests); off, only public addresses do (no cloud metadata service, no internal hosts).
+    #[arg(long, env = "PCX_WEBHOOK_ALLOW_PRIVATE_NETWORKS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub webhook_allow_private_networks: bool,
+}
+
+/// Webhook delivery, resolved.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// An event is retried until this long after it happened.
+    pub retry_horizon: chrono::Duration,
+    /// One attempt's bound.
+    pub timeout: std::time::Duration,
+    /// In flight per endpoint.
+    pub concurrency: usize,
+    /// Delivery loop period.
+    pub tick: std::time::Duration,
+    /// Where events may not go.
+    pub rules: crate::webhooks::UrlRules,
 }
 
 /// The pricing oracle's settings.
@@ -571,6 +632,22 @@ pub struct Settings {
     pub market: MarketSettings,
     /// Settlement timings.
     pub settlement: SettlementSettings,
+    /// Webhook delivery.
+    pub webhooks: WebhookSettings,
+}
+
+/// The `host:port`s that reach this exchange: where it listens and its public URL.
+fn own_addresses(config: &ServeConfig, bound: SocketAddr) -> Vec<(String, u16)> {
+    let mut own = vec![(bound.ip().to_string(), bound.port())];
+    if bound.ip().is_loopback() || bound.ip().is_unspecified() {
+        own.push(("localhost".into(), bound.port()));
+    }
+    if let Some(url) = config.public_url.as_deref().and_then(|u| reqwest::Url::parse(u).ok()) {
+        if let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) {
+            own.push((host.trim_start_matches('[').trim_end_matches(']').to_owned(), port));
+        }
+    }
+    own
 }
 
 impl Settings {
@@ -600,6 +677,16 @@ impl Settings {
             max_claim_waiters: usize::try_from(config.max_claim_waiters.max(1)).unwrap_or(usize::MAX),
             settlement: config.settlement.resolve(&market)?,
             market,
+            webhooks: WebhookSettings {
+                retry_horizon: chrono::Duration::seconds(i64::from(config.webhooks.webhook_retry_horizon_secs.max(1))),
+                timeout: std::time::Duration::from_secs(u64::from(config.webhooks.webhook_timeout_secs.max(1))),
+                concurrency: usize::try_from(config.webhooks.webhook_concurrency.max(1)).unwrap_or(1),
+                tick: std::time::Duration::from_millis(config.webhooks.webhook_tick_ms.max(10)),
+                rules: crate::webhooks::UrlRules {
+                    exchange: own_addresses(config, bound),
+                    allow_private: config.webhooks.webhook_allow_private_networks,
+                },
+            },
         })
     }
 }

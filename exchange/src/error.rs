@@ -65,6 +65,13 @@ pub enum ErrorCode {
     ApiKeyRevoked,
     /// 409: the prover already has the most active offers it may (`PCX_MAX_OFFERS_PER_PROVER`).
     TooManyOffers,
+    /// 409: the account already has the most webhook endpoints it may (20).
+    TooManyWebhooks,
+    /// 422: a webhook URL that may not receive events (scheme, credentials, the exchange itself,
+    /// a private network).
+    InvalidWebhookUrl,
+    /// 422: webhook event types that are unknown, repeated, or not the account's role's.
+    InvalidWebhookEvents,
     /// 422: the quote's allocation ran past `PCX_QUOTE_BUDGET_MS`; a narrower request may succeed.
     QuoteTooComplex,
     /// 422: the proof class is not in the circuit registry or is malformed.
@@ -123,7 +130,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for the documentation table and its test.
-    pub const ALL: [ErrorCode; 52] = [
+    pub const ALL: [ErrorCode; 55] = [
         ErrorCode::MalformedJson,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::PayloadTooLarge,
@@ -150,6 +157,9 @@ impl ErrorCode {
         ErrorCode::LastApiKey,
         ErrorCode::ApiKeyRevoked,
         ErrorCode::TooManyOffers,
+        ErrorCode::TooManyWebhooks,
+        ErrorCode::InvalidWebhookUrl,
+        ErrorCode::InvalidWebhookEvents,
         ErrorCode::QuoteTooComplex,
         ErrorCode::InvalidProofClass,
         ErrorCode::InvalidWindow,
@@ -208,6 +218,9 @@ impl ErrorCode {
             LastApiKey => ("last_api_key", StatusCode::CONFLICT),
             ApiKeyRevoked => ("api_key_revoked", StatusCode::CONFLICT),
             TooManyOffers => ("too_many_offers", StatusCode::CONFLICT),
+            TooManyWebhooks => ("too_many_webhooks", StatusCode::CONFLICT),
+            InvalidWebhookUrl => ("invalid_webhook_url", StatusCode::UNPROCESSABLE_ENTITY),
+            InvalidWebhookEvents => ("invalid_webhook_events", StatusCode::UNPROCESSABLE_ENTITY),
             QuoteTooComplex => ("quote_too_complex", StatusCode::UNPROCESSABLE_ENTITY),
             InvalidProofClass => ("invalid_proof_class", StatusCode::UNPROCESSABLE_ENTITY),
             InvalidWindow => ("invalid_window", StatusCode::UNPROCESSABLE_ENTITY),

@@ -90,6 +90,7 @@ impl Served {
                 state.for_background(background.clone()),
                 scheduler_stopped.clone(),
             )),
+            tokio::spawn(crate::service::webhooks::run_deliveries(state.for_background(background.clone()), scheduler_stopped.clone())),
             tokio::spawn(crate::service::oracle::run_oracle(state.for_background(background.clone()), scheduler_stopped)),
         ];
         let base = format!("http://{addr}");

@@ -45,6 +45,7 @@ pub mod secrets;
 pub mod service;
 pub mod store;
 pub mod validate;
+pub mod webhooks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -105,6 +106,8 @@ pub struct AppState {
     pub lease: Option<Arc<lease::Lease>>,
     /// Whether the database answers (probed by `pcx serve`; see [`availability`]).
     pub availability: Arc<availability::Availability>,
+    /// Seals and opens webhook endpoints' signing secrets.
+    pub webhook_sealer: Arc<webhooks::sealing::Sealer>,
 }
 
 /// The generated admin key's hash: made (and shown once) on the first start without
@@ -178,6 +181,13 @@ impl AppState {
             keys_warmer.warm(&class);
         }
         let rate_limits = Arc::new(ratelimit::RateLimits::new(settings.rate));
+        let webhook_key = match (&config.webhooks.webhook_key, &config.webhooks.webhook_key_file) {
+            (Some(key), _) => key.clone(),
+            (None, Some(path)) => secrets::read_secret(path)?
+                .with_context(|| format!("PCX_WEBHOOK_KEY_FILE {} does not exist", path.display()))?,
+            (None, None) => secrets.load_or_create(secrets::WEBHOOK_KEY, || auth::random_hex(32))?.0,
+        };
+        let webhook_sealer = Arc::new(webhooks::sealing::Sealer::from_hex(&webhook_key).context("PCX_WEBHOOK_KEY")?);
         Ok(AppState {
             tokens: Arc::new(tokens),
             admin_key_hash: Arc::new(admin_key_hash),
@@ -194,6 +204,7 @@ impl AppState {
             clock: Arc::new(clock::SystemClock),
             lease: None,
             availability: Arc::default(),
+            webhook_sealer,
             read_db: db.clone(),
             direct_db: db.clone(),
             db,
@@ -415,6 +426,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         jwt_fingerprint: jwt_fingerprint.to_owned(),
         previous_jwt_fingerprint: previous_jwt_fingerprint.map(str::to_owned),
         oracle_signer: state.oracle.signer.address().to_string(),
+        webhook_key_fingerprint: Some(state.webhook_sealer.fingerprint().to_owned()),
     };
     replicas::register(&background, &replica).await?;
     let mut tasks = vec![tokio::spawn(replicas::keep(background.clone(), replica, background_stopped.clone()))];
@@ -423,6 +435,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         let taken = Arc::clone(&state.background);
         tasks.push(tokio::spawn(lease::keep(lease, background.clone(), background_stopped.clone(), move || taken.holding_started())));
         tasks.push(tokio::spawn(service::settlement::run_scheduler(background_state.clone(), background_stopped.clone())));
+        tasks.push(tokio::spawn(service::webhooks::run_deliveries(background_state.clone(), background_stopped.clone())));
     }
     tasks.push(tokio::spawn(service::oracle::run_oracle(background_state, background_stopped.clone())));
     tasks.push(tokio::spawn(service::oracle::listen_for_rounds(state.clone(), background_stopped.clone())));

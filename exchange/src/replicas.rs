@@ -34,6 +34,15 @@ pub fn disagreement(mine: &ReplicaRow, theirs: &ReplicaRow) -> Option<String> {
             theirs.oracle_signer, mine.oracle_signer
         ));
     }
+    if let (Some(mine), Some(theirs)) = (&mine.webhook_key_fingerprint, &theirs.webhook_key_fingerprint) {
+        if mine != theirs {
+            return Some(
+                "it seals webhook secrets with another key: give every replica the same PCX_WEBHOOK_KEY or \
+                 PCX_WEBHOOK_KEY_FILE"
+                    .to_owned(),
+            );
+        }
+    }
     // The same secret, or the two sides of a rotation (one accepts the other's tokens).
     let rotation = mine.previous_jwt_fingerprint.as_deref() == Some(theirs.jwt_fingerprint.as_str())
         || theirs.previous_jwt_fingerprint.as_deref() == Some(mine.jwt_fingerprint.as_str());
@@ -114,6 +123,7 @@ mod tests {
             jwt_fingerprint: jwt.into(),
             previous_jwt_fingerprint: previous.map(Into::into),
             oracle_signer: signer.into(),
+            webhook_key_fingerprint: Some("w".into()),
         }
     }
 
@@ -128,5 +138,9 @@ mod tests {
         assert_eq!(disagreement(&replica("j2", Some("j1"), a), &replica("j1", None, a)), None);
         assert_eq!(disagreement(&replica("j1", None, a), &replica("j2", Some("j1"), a)), None);
         assert!(disagreement(&replica("j3", Some("j2"), a), &replica("j1", None, a)).is_some());
+        let other_webhook_key = ReplicaRow { webhook_key_fingerprint: Some("v".into()), ..replica("j1", None, a) };
+        assert!(disagreement(&replica("j1", None, a), &other_webhook_key).is_some_and(|why| why.contains("PCX_WEBHOOK_KEY")));
+        let older_version = ReplicaRow { webhook_key_fingerprint: None, ..replica("j1", None, a) };
+        assert_eq!(disagreement(&replica("j1", None, a), &older_version), None);
     }
 }

@@ -1,8 +1,8 @@
-//! Where the exchange's own secrets live: the JWT secret, the oracle's signing key and the
-//! operator's (admin) API key.
+//! Where the exchange's own secrets live: the JWT secret, the oracle's signing key, the webhook
+//! key and the operator's (admin) API key.
 //!
 //! Each comes from the environment or a file the operator names (`PCX_JWT_SECRET[_FILE]`,
-//! `PCX_ORACLE_KEY[_FILE]`, `PCX_ADMIN_API_KEY`); when none is given it is generated once into
+//! `PCX_ORACLE_KEY[_FILE]`, `PCX_WEBHOOK_KEY[_FILE]`, `PCX_ADMIN_API_KEY`); when none is given it is generated once into
 //! a file of mode 0600 in `<data dir>/secrets/` (a directory of mode 0700), never into a table
 //! every database reader can select, and never into a log. Of the admin key only its SHA-256 is
 //! kept in the database; the key itself is shown once, on the terminal that started the server
@@ -32,6 +32,8 @@ pub const JWT_SECRET_PREVIOUS: &str = "jwt_secret.previous";
 pub const ORACLE_KEY: &str = "oracle_key";
 /// The generated operator API key.
 pub const ADMIN_API_KEY: &str = "admin_api_key";
+/// The key that seals webhook endpoints' signing secrets (hex).
+pub const WEBHOOK_KEY: &str = "webhook_key";
 
 /// The secrets directory of a data directory.
 #[derive(Debug, Clone)]

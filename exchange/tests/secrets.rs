@@ -182,6 +182,11 @@ async fn rotating_the_jwt_secret_keeps_old_tokens_for_the_grace_period_only() {
 /// Starts `pcx serve` on `url` with the given secrets: the server once it is healthy, or its exit
 /// status and output if it stops by itself first.
 async fn start_with(url: &str, jwt: &str, oracle_key: &str) -> Result<Server, String> {
+    start_with_webhook_key(url, jwt, oracle_key, &"ab".repeat(32)).await
+}
+
+/// [`start_with`] with its webhook key too.
+async fn start_with_webhook_key(url: &str, jwt: &str, oracle_key: &str, webhook_key: &str) -> Result<Server, String> {
     let data = scratch();
     std::fs::create_dir_all(&data).unwrap();
     let port = port();
@@ -192,6 +197,7 @@ async fn start_with(url: &str, jwt: &str, oracle_key: &str) -> Result<Server, St
         .env("PCX_DATA_DIR", &data)
         .env("PCX_JWT_SECRET", jwt)
         .env("PCX_ORACLE_KEY", oracle_key)
+        .env("PCX_WEBHOOK_KEY", webhook_key)
         .env("PCX_ORACLE_TICK_MS", "0")
         .stderr(log)
         .spawn()
@@ -223,6 +229,8 @@ async fn a_replica_with_other_secrets_than_the_running_ones_refuses_to_start() {
     assert!(refused.contains("PCX_JWT_SECRET"), "{refused}");
     let refused = start_with(&url, jwt, &format!("0x{}", "22".repeat(32))).await.err().expect("other oracle key refused");
     assert!(refused.contains("PCX_ORACLE_KEY"), "{refused}");
+    let refused = start_with_webhook_key(&url, jwt, &oracle, &"cd".repeat(32)).await.err().expect("other webhook key refused");
+    assert!(refused.contains("PCX_WEBHOOK_KEY"), "{refused}");
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM replicas").fetch_one(&db).await.unwrap();
     assert_eq!(rows, 2, "the refused replicas left no row");
     let fingerprints: Vec<String> = sqlx::query_scalar("SELECT jwt_fingerprint FROM replicas").fetch_all(&db).await.unwrap();

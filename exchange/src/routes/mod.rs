@@ -10,6 +10,7 @@ pub mod market;
 pub mod ops;
 pub mod oracle;
 mod spec;
+pub mod webhooks;
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -35,6 +36,7 @@ use crate::AppState;
          (name = "circuits", description = "Circuits users bring (circom + snarkjs Groth16): registration, artifacts, keys, verifiers"),
          (name = "agents", description = "Prover agents: heartbeat, jobs, proofs"),
          (name = "oracle", description = "Signed price estimates: feeds, latest, curve, history, sources, stream"),
+         (name = "webhooks", description = "Signed events as they happen (Standard Webhooks): endpoints, secrets, delivery attempts"),
          (name = "ops", description = "Health and metrics"))
 )]
 pub struct ApiDoc;
@@ -96,6 +98,10 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(oracle::signer))
         .routes(routes!(oracle::stream))
         .routes(routes!(oracle::halt))
+        .routes(routes!(webhooks::register, webhooks::list))
+        .routes(routes!(webhooks::get, webhooks::delete))
+        .routes(routes!(webhooks::rotate_secret))
+        .routes(routes!(webhooks::deliveries))
         .routes(routes!(ops::health))
         .routes(routes!(ops::metrics))
 }

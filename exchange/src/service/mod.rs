@@ -12,3 +12,4 @@ pub mod oracle;
 pub mod provers;
 pub mod settlement;
 pub mod setups;
+pub mod webhooks;

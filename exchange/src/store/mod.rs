@@ -33,6 +33,7 @@ pub mod replicas;
 pub mod reputation;
 pub mod scheduler;
 pub mod slots;
+pub mod webhooks;
 
 use pcx_domain::Money;
 use rust_decimal::Decimal;

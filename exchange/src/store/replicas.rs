@@ -18,6 +18,8 @@ pub struct ReplicaRow {
     pub previous_jwt_fingerprint: Option<String>,
     /// The oracle's signing address.
     pub oracle_signer: String,
+    /// The fingerprint of the key sealing webhook secrets (`None` in rows of older versions).
+    pub webhook_key_fingerprint: Option<String>,
 }
 
 /// Serialises registrations: replicas starting together are checked one after another. Held
@@ -34,26 +36,27 @@ pub async fn live(conn: &mut PgConnection, stale_secs: f64) -> Result<Vec<(Repli
         .bind(stale_secs)
         .execute(&mut *conn)
         .await?;
-    let rows: Vec<(Uuid, String, i32, String, Option<String>, String, f64)> = sqlx::query_as(
-        "SELECT id, host, pid, jwt_fingerprint, previous_jwt_fingerprint, oracle_signer,
-                extract(epoch FROM now() - seen_at)::float8
+    #[derive(sqlx::FromRow)]
+    struct Live {
+        #[sqlx(flatten)]
+        row: ReplicaRow,
+        seen_ago: f64,
+    }
+    let rows: Vec<Live> = sqlx::query_as(
+        "SELECT id, host, pid, jwt_fingerprint, previous_jwt_fingerprint, oracle_signer, webhook_key_fingerprint,
+                extract(epoch FROM now() - seen_at)::float8 AS seen_ago
            FROM replicas ORDER BY started_at",
     )
     .fetch_all(conn)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, host, pid, jwt_fingerprint, previous_jwt_fingerprint, oracle_signer, ago)| {
-            (ReplicaRow { id, host, pid, jwt_fingerprint, previous_jwt_fingerprint, oracle_signer }, ago)
-        })
-        .collect())
+    Ok(rows.into_iter().map(|live| (live.row, live.seen_ago)).collect())
 }
 
 /// Records `row` as running now (again, if it was deleted as stale meanwhile).
 pub async fn upsert(conn: &mut PgConnection, row: &ReplicaRow) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO replicas (id, host, pid, jwt_fingerprint, previous_jwt_fingerprint, oracle_signer)
-         VALUES ($1, $2, $3, $4, $5, $6)
+        "INSERT INTO replicas (id, host, pid, jwt_fingerprint, previous_jwt_fingerprint, oracle_signer, webhook_key_fingerprint)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (id) DO UPDATE SET seen_at = now()",
     )
     .bind(row.id)
@@ -62,6 +65,7 @@ pub async fn upsert(conn: &mut PgConnection, row: &ReplicaRow) -> Result<(), sql
     .bind(&row.jwt_fingerprint)
     .bind(&row.previous_jwt_fingerprint)
     .bind(&row.oracle_signer)
+    .bind(&row.webhook_key_fingerprint)
     .execute(conn)
     .await?;
     Ok(())

@@ -7,6 +7,9 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub mod played;
+pub mod receiver;
+
 use pcx_exchange::config::{DbConfig, ServeConfig, Settings};
 use pcx_exchange::{app, run, AppState};
 use reqwest::StatusCode;
@@ -96,6 +99,15 @@ pub fn serve_config() -> ServeConfig {
             oracle_providers: None,
             oracle_provider_timeout_ms: 500,
             oracle_provider_refresh_secs: 0,
+        },
+        webhooks: pcx_exchange::config::WebhookConfig {
+            webhook_key: Some("ab".repeat(32)),
+            webhook_key_file: None,
+            webhook_retry_horizon_secs: 259_200,
+            webhook_timeout_secs: 5,
+            webhook_concurrency: 4,
+            webhook_tick_ms: 100,
+            webhook_allow_private_networks: true,
         },
     }
 }
@@ -206,6 +218,8 @@ pub async fn spawn_on_clock(
         let _ = stopped.await;
     }));
     let (stop_scheduler, scheduler_stopped) = tokio::sync::watch::channel(false);
+    // Webhook delivery runs on the real clock in every test app (the market's may be the test's).
+    tokio::spawn(pcx_exchange::service::webhooks::run_deliveries(state.clone(), scheduler_stopped.clone()));
     if clock.is_none() {
         tokio::spawn(pcx_exchange::service::settlement::run_scheduler(state.clone(), scheduler_stopped));
     }

@@ -2,6 +2,9 @@
 //! the caller's transaction, guarded by the state the decision was made from. A guard that does
 //! not hold means another transition got there first; the caller's transaction then changes
 //! nothing (it returns `false`, and the caller drops it).
+//!
+//! Each also writes the webhook events its transition reports (`crate::webhooks::settlement`)
+//! to the outbox, on the same transaction: they exist if and only if the transition committed.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
@@ -12,7 +15,9 @@ use pcx_settlement::slot::{Delivered, Failed, Job, NewJob, Settlement, Slot};
 use pcx_settlement::state::SlotState;
 
 use crate::error::{ApiError, ApiResult};
+use crate::service::webhooks::emit_all;
 use crate::store::{self, ledger::PostError};
+use crate::webhooks::settlement as events;
 
 /// Posts a settlement entry. Settlement never moves money that is not there, so a refusal is the
 /// exchange's own error, not the caller's.
@@ -43,12 +48,14 @@ pub async fn settle(conn: &mut PgConnection, slot: &Slot, from: SlotState, settl
     if settlement.escrow_out.is_positive() {
         store::progress::spend_escrow(conn, slot.contract_id, settlement.escrow_out).await?;
     }
+    emit_all(conn, events::settled(slot, settlement, now)).await?;
     Ok(true)
 }
 
 /// Offers a job.
 pub async fn offer(conn: &mut PgConnection, slot: &Slot, job: &NewJob) -> ApiResult<Uuid> {
     let id = store::jobs::insert(conn, slot, job).await?;
+    emit_all(conn, events::offered(slot, id, job, job.offered_at)).await?;
     tracing::debug!(contract = %slot.contract_id, slot = slot.n, attempt = job.attempt, role = job.role.as_str(), "job offered");
     Ok(id)
 }
@@ -66,6 +73,7 @@ pub async fn failure(conn: &mut PgConnection, slot: &Slot, job: &Job, failed: &F
         store::reputation::record(conn, prover, slot.contract_id, false).await?;
     }
     store::slots::count_failure(conn, slot, failed.advances, bonus).await?;
+    emit_all(conn, events::failed(slot, job, failed, now)).await?;
     tracing::info!(
         contract = %slot.contract_id, slot = slot.n, prover = ?job.prover, failure = failed.failure.as_str(),
         slashed = %failed.slash.as_ref().map_or(Money::ZERO, |s| s.total), "job failed"
@@ -98,6 +106,7 @@ pub async fn delivery(
     }
     store::progress::spend_escrow(conn, slot.contract_id, settlement.escrow_out).await?;
     store::reputation::record(conn, delivered.prover, slot.contract_id, true).await?;
+    emit_all(conn, events::delivered(slot, job, delivered, now)).await?;
     tracing::info!(contract = %slot.contract_id, slot = slot.n, prover = %delivered.prover, reason = settlement.reason.as_str(), "slot delivered");
     Ok(true)
 }

@@ -10,7 +10,9 @@ use pcx_settlement::state::ContractStatus;
 
 use crate::error::{ApiError, ApiResult};
 use crate::retry::contended;
+use crate::service::webhooks::emit;
 use crate::store::{self, ledger::PostError};
+use crate::webhooks::{settlement::contract as contract_event, EventType};
 use crate::AppState;
 
 /// Most slots materialised per contract per tick.
@@ -99,6 +101,27 @@ async fn fund(state: &AppState, id: Uuid, now: DateTime<Utc>) -> ApiResult<Fundi
         }
     }
     store::progress::funded(&mut tx, id, up.range.end, up.next_at, up.amount).await?;
+    if up.resumes {
+        emit(&mut tx, &contract_event(progress.buyer, EventType::ContractResumed, id, now, serde_json::json!({"status": "active"})))
+            .await?;
+    }
+    // Warn the buyer while there is time: what is left would not pay for another top-up like this one.
+    if up.next_at.is_some() && up.amount.is_positive() {
+        let available = store::ledger::balances(&mut tx, progress.buyer).await?.available;
+        if available < up.amount {
+            emit(
+                &mut tx,
+                &contract_event(
+                    progress.buyer,
+                    EventType::EscrowLow,
+                    id,
+                    now,
+                    serde_json::json!({"available": available, "next_top_up": up.amount, "next_top_up_at": up.next_at}),
+                ),
+            )
+            .await?;
+        }
+    }
     tx.commit().await?;
     if up.resumes {
         tracing::info!(contract = %id, "contract resumed: escrow funded again");
@@ -111,6 +134,10 @@ async fn suspend(state: &AppState, id: Uuid, now: DateTime<Utc>) -> ApiResult<Fu
     let Some(row) = store::progress::lock(&mut tx, id).await? else { return Ok(Funding::Nothing) };
     let suspension = contract::suspend(&row.progress, now);
     store::progress::suspend(&mut tx, id, &suspension).await?;
+    if row.progress.status == ContractStatus::Active {
+        let data = serde_json::json!({"status": "suspended", "reason": suspension.reason, "retry_at": suspension.retry_at});
+        emit(&mut tx, &contract_event(row.progress.buyer, EventType::ContractSuspended, id, now, data)).await?;
+    }
     tx.commit().await?;
     if row.progress.status == ContractStatus::Active {
         tracing::warn!(contract = %id, retry_at = %suspension.retry_at, "contract suspended: the buyer cannot fund the escrow window");
@@ -140,6 +167,8 @@ async fn complete(state: &AppState, id: Uuid, now: DateTime<Utc>) -> ApiResult<b
         super::apply::post(&mut tx, &entry).await?;
     }
     store::progress::complete(&mut tx, id, now).await?;
+    emit(&mut tx, &contract_event(row.progress.buyer, EventType::ContractCompleted, id, now, serde_json::json!({"status": "completed"})))
+        .await?;
     tx.commit().await?;
     Ok(true)
 }
