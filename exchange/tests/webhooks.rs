@@ -190,6 +190,48 @@ async fn a_receiver_that_is_down_gets_every_event_after_it_comes_back_in_order()
     assert_eq!(attempts.iter().filter(|a| a["status"] == 200).count(), 4);
 }
 
+#[tokio::test]
+async fn a_buyer_is_warned_of_low_escrow_then_told_of_the_suspension_the_resumption_and_the_end() {
+    let mut config = config();
+    config.market.escrow_window_secs = 600;
+    let app = spawn_manual(config, t0()).await;
+    let (_, prover_token) = common::prover(&app, "p", "1000").await;
+    let class = class_with(10, 600);
+    let r = app
+        .post(
+            "/v1/offers",
+            Some(&prover_token),
+            json!({"proof_class": class, "window_start": rfc(t0() - secs(3600)), "window_end": rfc(t0() + chrono::Duration::days(2)),
+                   "proofs_per_hour": 360, "price_per_proof": "0.01"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let (buyer_id, buyer_token) = app.account("b", "buyer").await;
+    app.deposit(&buyer_id, "0.1").await; // exactly the first 600 s: 10 slots at 0.01
+    let hook = Receiver::start().await;
+    register(&app, &buyer_token, &hook.url, &["contract.suspended", "contract.resumed", "contract.completed", "escrow.low"]).await;
+    let contract = buy(&app, &buyer_token, class, t0() + secs(60), 60, 20, 0).await;
+    let id = contract["contract_id"].as_str().unwrap().to_owned();
+
+    app.run_until(t0() + secs(60 + 12 * 60 + 30), secs(10)).await;
+    hook.wait_for(Duration::from_secs(30), "low escrow, then the suspension", |r| r.len() >= 2).await;
+    app.deposit(&buyer_id, "1").await;
+    app.run_until(t0() + secs(60 + 20 * 60 + 10), secs(30)).await;
+    let events = hook.wait_for(Duration::from_secs(30), "the resumption and the end", |r| r.len() >= 4).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let told: Vec<Value> = hook.accepted_once().iter().map(Received::json).collect();
+    let types: Vec<&str> = told.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["escrow.low", "contract.suspended", "contract.resumed", "contract.completed"], "{told:?}");
+    assert!(told.iter().all(|e| e["data"]["contract_id"] == id.as_str()));
+    // At the purchase: nothing left for slot 10, the first past the locked window.
+    let low = &told[0]["data"];
+    assert_eq!((low["available"].as_str(), low["next_top_up"].as_str()), (Some("0"), Some("0.01")), "{low}");
+    assert_eq!(low["next_top_up_at"], "2031-03-03T07:11:00Z");
+    assert_eq!(told[1]["data"]["reason"], "escrow_underfunded");
+    assert_eq!(told[3]["data"]["status"], "completed");
+    assert_eq!(events.len(), 4);
+}
+
 async fn hook_refused_at_least(hook: &Receiver, n: usize) {
     let give_up = std::time::Instant::now() + Duration::from_secs(30);
     while hook.received().iter().filter(|r| !r.accepted).count() < n {

@@ -564,8 +564,34 @@ pub async fn accept(
     // Settlement starts from here: nothing materialised yet, the first escrow window locked.
     let escrow_until = view.schedule.first_slot_at_or_after(view.schedule.start + market.escrow_window);
     store::progress::start(conn, contract_id, &view.schedule, escrow_until, view.escrow_required).await?;
+    warn_if_escrow_low(conn, buyer, contract_id, &view, escrow_until, now).await?;
     tracing::info!(contract = %contract_id, buyer = %buyer, slots = view.slot_count, "contract bought");
     contract_view(row, &blocks)
+}
+
+/// `escrow.low` for a buyer whose available balance, once the first window is locked, does not
+/// pay for the next slot that will need escrow (the webhook event warns before the contract is
+/// suspended for it).
+async fn warn_if_escrow_low(
+    conn: &mut PgConnection,
+    buyer: AccountId,
+    contract: Uuid,
+    view: &QuoteView,
+    escrow_until: u64,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
+    // The first slot past the locked window, if the term has one.
+    let Some(next_top_up_at) = (escrow_until < view.slot_count).then(|| view.schedule.slot_opens_at(escrow_until)).flatten() else {
+        return Ok(());
+    };
+    let next_slot = Money::round_stored(view.price_per_proof.as_decimal() * rust_decimal::Decimal::from(view.proofs_per_slot))?;
+    let available = store::ledger::balances(conn, buyer).await?.available;
+    if available < next_slot {
+        let data = serde_json::json!({"available": available, "next_top_up": next_slot, "next_top_up_at": next_top_up_at});
+        let event = crate::webhooks::settlement::contract(buyer, crate::webhooks::EventType::EscrowLow, contract, now, data);
+        crate::service::webhooks::emit(conn, &event).await?;
+    }
+    Ok(())
 }
 
 /// Who is reading a contract.
