@@ -21,6 +21,22 @@ fn committed_openapi_matches_the_code() {
 
 /// Every parameter declared `in: path` names a `{placeholder}` of its path, and every
 /// placeholder is declared: a client generated from the spec can call every route.
+/// Generated clients name their functions by operationId: two operations with one id break them
+/// (the TypeScript client's `operations` type would declare it twice).
+#[test]
+fn operation_ids_are_unique() {
+    let spec: serde_json::Value = serde_json::from_str(&pcx_exchange::routes::openapi().to_json().unwrap()).unwrap();
+    let mut seen = std::collections::HashMap::new();
+    for (path, operations) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in operations.as_object().unwrap() {
+            let id = operation["operationId"].as_str().unwrap_or_else(|| panic!("{method} {path} has no operationId"));
+            if let Some(other) = seen.insert(id.to_owned(), format!("{method} {path}")) {
+                panic!("operationId `{id}` of {method} {path} is also {other}'s");
+            }
+        }
+    }
+}
+
 #[test]
 fn path_parameters_are_the_paths_placeholders() {
     let spec: serde_json::Value = serde_json::from_str(&pcx_exchange::routes::openapi().to_json().unwrap()).unwrap();

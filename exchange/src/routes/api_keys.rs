@@ -60,7 +60,7 @@ pub struct ApiKeysResponse {
 }
 
 /// Lists the caller's API keys: prefix and times only.
-#[utoipa::path(get, path = "/v1/accounts/me/api_keys", tag = "auth", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/accounts/me/api_keys", tag = "auth", operation_id = "list_api_keys", security(("bearer" = [])),
     responses((status = 200, body = ApiKeysResponse), (status = 401, body = ErrorEnvelope),
         (status = 403, body = ErrorEnvelope)))]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<ApiKeysResponse>> {
@@ -97,7 +97,7 @@ impl From<NewApiKey> for NewApiKeyResponse {
 /// Creates an API key for the caller's account (at most 20 live per account: 409
 /// `too_many_api_keys`). Not idempotent on purpose: the answer carries a secret the exchange never
 /// stores, so a retry makes another key rather than replaying this one.
-#[utoipa::path(post, path = "/v1/accounts/me/api_keys", tag = "auth", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/accounts/me/api_keys", tag = "auth", operation_id = "create_api_key", security(("bearer" = [])),
     responses((status = 201, body = NewApiKeyResponse), (status = 401, body = ErrorEnvelope),
         (status = 403, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
 pub async fn create(State(state): State<AppState>, caller: Caller) -> ApiResult<(StatusCode, Json<NewApiKeyResponse>)> {

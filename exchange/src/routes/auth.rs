@@ -46,7 +46,7 @@ pub struct RegisterResponse {
 
 /// Registers an account. Not idempotent on purpose: the response carries a secret that the
 /// exchange never stores, so a retry creates a new account rather than replaying the key.
-#[utoipa::path(post, path = "/v1/accounts", tag = "auth", request_body = RegisterRequest,
+#[utoipa::path(post, path = "/v1/accounts", tag = "auth", operation_id = "register_account", request_body = RegisterRequest,
     responses((status = 201, body = RegisterResponse), (status = 422, body = ErrorEnvelope)))]
 pub async fn register(
     State(state): State<AppState>,

@@ -85,7 +85,7 @@ fn multipart_error(err: multer::Error, limit: u64) -> ApiError {
 /// that proof verified (the circuit is `ready`), 200 with the existing circuit for files
 /// registered before, 422 `circuit_invalid` naming the `artifact` at fault, 413 over
 /// `PCX_MAX_CIRCUIT_BYTES`. Nothing is kept of a refused upload.
-#[utoipa::path(post, path = "/v1/circuits", tag = "circuits", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/circuits", tag = "circuits", operation_id = "register_circuit", security(("bearer" = [])),
     request_body(content = CircuitUpload, content_type = "multipart/form-data"),
     responses((status = 201, body = CircuitView), (status = 200, body = CircuitView, description = "already registered"),
               (status = 413, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope),
@@ -209,7 +209,7 @@ pub async fn register(State(state): State<AppState>, caller: Caller, headers: He
 
 
 /// Every registered circuit (public).
-#[utoipa::path(get, path = "/v1/circuits", tag = "circuits", responses((status = 200, body = CircuitsResponse)))]
+#[utoipa::path(get, path = "/v1/circuits", tag = "circuits", operation_id = "list_circuits", responses((status = 200, body = CircuitsResponse)))]
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<CircuitsResponse>> {
     let mut conn = state.db.acquire().await?;
     Ok(Json(CircuitsResponse { circuits: circuits::list(&mut conn).await? }))
@@ -218,7 +218,7 @@ pub async fn list(State(state): State<AppState>) -> ApiResult<Json<CircuitsRespo
 /// One circuit (public): a registered circuit by its id, or the built-in circuit's setup of a
 /// size as `hash-chain-<k>` (a `BuiltinCircuitView`: its proving key for agents, made on first
 /// request; 503 with `Retry-After` while a large one is being made).
-#[utoipa::path(get, path = "/v1/circuits/{id}", tag = "circuits",
+#[utoipa::path(get, path = "/v1/circuits/{id}", tag = "circuits", operation_id = "get_circuit",
     params(("id" = String, Path, description = "Circuit id, or hash-chain-<k>")),
     responses((status = 200, body = CircuitView, description = "a registered circuit (hash-chain-<k>: BuiltinCircuitView)"),
               (status = 404, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]

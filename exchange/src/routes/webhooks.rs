@@ -77,7 +77,7 @@ impl From<WithSecret> for WebhookWithSecret {
 /// At most 20 per account (409 `too_many_webhooks`). Not idempotent, like API key creation: the
 /// answer holds a secret the exchange does not keep in the clear. A URL that may not receive
 /// events is 422 `invalid_webhook_url`; unknown or foreign event types 422 `invalid_webhook_events`.
-#[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", security(("bearer" = [])), request_body = NewWebhook,
+#[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", operation_id = "register_webhook", security(("bearer" = [])), request_body = NewWebhook,
     responses((status = 201, body = WebhookWithSecret), (status = 401, body = ErrorEnvelope),
         (status = 403, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
 pub async fn register(
@@ -98,7 +98,7 @@ pub struct WebhooksResponse {
 }
 
 /// Lists the caller's endpoints.
-#[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks", operation_id = "list_webhooks", security(("bearer" = [])),
     responses((status = 200, body = WebhooksResponse), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<WebhooksResponse>> {
     let account = caller.account()?;
@@ -107,7 +107,7 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Js
 }
 
 /// One of the caller's endpoints (whether it is disabled, and why).
-#[utoipa::path(get, path = "/v1/webhooks/{webhook_id}", tag = "webhooks", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/webhooks/{webhook_id}", tag = "webhooks", operation_id = "get_webhook", security(("bearer" = [])),
     params(("webhook_id" = Uuid, Path, description = "The endpoint's id")),
     responses((status = 200, body = WebhookView), (status = 401, body = ErrorEnvelope),
         (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
@@ -126,7 +126,7 @@ pub struct DeletedWebhook {
 }
 
 /// Deletes one of the caller's endpoints: nothing more is sent to it, pending deliveries included.
-#[utoipa::path(delete, path = "/v1/webhooks/{webhook_id}", tag = "webhooks", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/v1/webhooks/{webhook_id}", tag = "webhooks", operation_id = "delete_webhook", security(("bearer" = [])),
     params(("webhook_id" = Uuid, Path, description = "The endpoint's id")),
     responses((status = 200, body = DeletedWebhook), (status = 401, body = ErrorEnvelope),
         (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
@@ -138,7 +138,7 @@ pub async fn delete(State(state): State<AppState>, caller: Caller, ApiPath(id): 
 
 /// Gives one of the caller's endpoints a new signing secret (shown this once); deliveries from
 /// now on are signed with it, and the old one is forgotten.
-#[utoipa::path(post, path = "/v1/webhooks/{webhook_id}/rotate_secret", tag = "webhooks", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/webhooks/{webhook_id}/rotate_secret", tag = "webhooks", operation_id = "rotate_webhook_secret", security(("bearer" = [])),
     params(("webhook_id" = Uuid, Path, description = "The endpoint's id")),
     responses((status = 201, body = WebhookWithSecret), (status = 401, body = ErrorEnvelope),
         (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
@@ -210,7 +210,7 @@ pub struct AttemptsResponse {
 }
 
 /// Every attempt to deliver to one of the caller's endpoints, newest first: status, latency, error.
-#[utoipa::path(get, path = "/v1/webhooks/{webhook_id}/deliveries", tag = "webhooks", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/webhooks/{webhook_id}/deliveries", tag = "webhooks", operation_id = "list_webhook_deliveries", security(("bearer" = [])),
     params(("webhook_id" = Uuid, Path, description = "The endpoint's id"), AttemptsQuery),
     responses((status = 200, body = AttemptsResponse), (status = 401, body = ErrorEnvelope),
         (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]

@@ -216,13 +216,20 @@ async fn post(state: &AppState, http: &reqwest::Client, delivery: &DueDelivery, 
     let url = reqwest::Url::parse(&delivery.url).map_err(|e| format!("the stored URL does not parse: {e}"))?;
     // The name is resolved now and every address checked, then the request goes to one of those
     // addresses (so a name cannot point elsewhere between the check and the connection).
-    let host = url.host_str().ok_or("the URL has no host")?.to_owned();
     let port = url.port_or_known_default().unwrap_or(80);
-    let addresses: Vec<std::net::SocketAddr> = tokio::time::timeout(Duration::from_secs(5), tokio::net::lookup_host((host.as_str(), port)))
-        .await
-        .map_err(|_| format!("resolving {host} took over 5 s"))?
-        .map_err(|e| format!("resolving {host}: {e}"))?
-        .collect();
+    let (host, literal) = match url.host().ok_or("the URL has no host")? {
+        url::Host::Domain(name) => (name.to_owned(), None),
+        url::Host::Ipv4(v4) => (v4.to_string(), Some(std::net::IpAddr::V4(v4))),
+        url::Host::Ipv6(v6) => (v6.to_string(), Some(std::net::IpAddr::V6(v6))),
+    };
+    let addresses: Vec<std::net::SocketAddr> = match literal {
+        Some(address) => vec![std::net::SocketAddr::new(address, port)],
+        None => tokio::time::timeout(Duration::from_secs(5), tokio::net::lookup_host((host.as_str(), port)))
+            .await
+            .map_err(|_| format!("resolving {host} took over 5 s"))?
+            .map_err(|e| format!("resolving {host}: {e}"))?
+            .collect(),
+    };
     let first = *addresses.first().ok_or_else(|| format!("{host} resolves to no address"))?;
     for address in &addresses {
         webhooks::check_address(address.ip(), port, &state.settings.webhooks.rules).map_err(|e| e.to_string())?;
@@ -232,10 +239,10 @@ async fn post(state: &AppState, http: &reqwest::Client, delivery: &DueDelivery, 
     let message_id = format!("msg_{}", delivery.event_id.simple());
     let timestamp = at.timestamp();
     let signature = secret.sign(&message_id, timestamp, &body);
-    let request = match host.parse::<std::net::IpAddr>() {
+    let request = match literal {
         // An address already: nothing to pin.
-        Ok(_) => http.clone(),
-        Err(_) => reqwest::Client::builder()
+        Some(_) => http.clone(),
+        None => reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(state.settings.webhooks.timeout)
             .resolve(&host, first)

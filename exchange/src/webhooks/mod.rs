@@ -50,7 +50,8 @@ pub enum EventType {
     /// A prover is offered a job.
     #[serde(rename = "job.offered")]
     JobOffered,
-    /// A prover's job ended without its proof in time (not claimed, lease over, deadline passed).
+    /// A prover's job ended without its proof: not claimed, lease over, deadline passed, or the
+    /// exchange's own outage (`data.failure` says which; an outage charges nobody).
     #[serde(rename = "job.expired")]
     JobExpired,
     /// A prover's bond was slashed for a failed job.
@@ -207,16 +208,29 @@ pub fn check_url(url: &str, rules: &UrlRules) -> Result<reqwest::Url, UrlRefusal
     Ok(parsed)
 }
 
-/// Checks one address an endpoint resolves to.
+/// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) as the IPv4 address it reaches.
+fn canonical(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Checks one address an endpoint resolves to. An unspecified address (`0.0.0.0`, `::`) is never
+/// a destination (connecting to it reaches this machine); a loopback address on the port of an
+/// exchange listening on loopback or on every address is the exchange.
 pub fn check_address(address: IpAddr, port: u16, rules: &UrlRules) -> Result<(), UrlRefusal> {
+    let address = canonical(address);
     let own = rules.exchange.iter().any(|(h, p)| {
         *p == port
-            && h.parse::<IpAddr>().is_ok_and(|a| a == address || (a.is_unspecified() && address.is_loopback()))
+            && h.parse::<IpAddr>().map(canonical).is_ok_and(|a| {
+                a == address || ((a.is_unspecified() || a.is_loopback()) && (address.is_loopback() || address.is_unspecified()))
+            })
     });
     if own {
         return Err(UrlRefusal::Exchange);
     }
-    if !rules.allow_private && !is_public(address) {
+    if address.is_unspecified() || (!rules.allow_private && !is_public(address)) {
         return Err(UrlRefusal::Private(address));
     }
     Ok(())
@@ -286,6 +300,13 @@ mod tests {
         assert!(check_url("http://127.0.0.1:9000/hook", &open).is_ok());
         assert!(matches!(check_url("http://127.0.0.1:8080/hook", &open), Err(UrlRefusal::Exchange)));
         assert!(matches!(check_url("http://localhost:8080/", &open), Err(UrlRefusal::Exchange)));
+        // Other spellings of this machine on the exchange's port.
+        for own in ["http://0.0.0.0:8080/v1/accounts", "http://[::ffff:127.0.0.1]:8080/v1/accounts", "http://[::1]:8080/", "http://127.0.0.2:8080/"] {
+            assert!(matches!(check_url(own, &open), Err(UrlRefusal::Exchange)), "{own}");
+        }
+        assert!(matches!(check_url("http://0.0.0.0:9000/", &open), Err(UrlRefusal::Private(_))), "never a destination");
+        assert!(matches!(check_url("http://[::]:9000/", &open), Err(UrlRefusal::Private(_))));
+        assert!(check_url("http://[::1]:9000/hook", &open).is_ok());
     }
 
     #[test]

@@ -91,7 +91,12 @@ pub fn offered(slot: &Slot, job_id: Uuid, job: &NewJob, now: DateTime<Utc>) -> O
 /// prover.
 pub fn failed(slot: &Slot, job: &Job, failed: &Failed, now: DateTime<Utc>) -> Vec<Event> {
     let mut events = Vec::new();
-    let expired = matches!(failed.failure, JobFailure::AckTimeout | JobFailure::LeaseExpired | JobFailure::DeadlinePassed);
+    // Every end without a proof but the prover's own release and its invalid proof (told by
+    // `stake.slashed`): also the exchange's outage, which charges nobody (`data.failure` says).
+    let expired = matches!(
+        failed.failure,
+        JobFailure::AckTimeout | JobFailure::LeaseExpired | JobFailure::DeadlinePassed | JobFailure::ExchangeOutage
+    );
     if let (true, Some(prover)) = (expired, job.prover) {
         events.push(slot_event(prover, EventType::JobExpired, slot, now, json!({"job_id": job.id, "failure": failed.failure})));
     }
