@@ -978,11 +978,17 @@ def check_provers(cid: str, slots: list[dict], events: dict, names: dict, expect
         x = expect.get(n, {})
         here = [j for j in jobs.values() if j["slot"] == n]
         expired = [j for j in here if "job.expired" in j]
-        if len(expired) != s.get("failed_attempts", 0):
-            problems.append(f"slot {n}: {len(expired)} job.expired, failed_attempts {s.get('failed_attempts')}")
+        # A job the exchange's outage took is told (failure exchange_outage) but charges nobody: it is
+        # not among the slot's failed attempts, and nothing is slashed for it.
+        charged = [j for j in expired if j["job.expired"].data.get("failure") in TIMEOUTS]
+        if len(charged) != s.get("failed_attempts", 0):
+            problems.append(f"slot {n}: {len(charged)} charged job.expired, failed_attempts {s.get('failed_attempts')}")
         for j in expired:
-            if j["job.expired"].data.get("failure") not in TIMEOUTS:
-                problems.append(f"slot {n}: job.expired with failure {j['job.expired'].data.get('failure')}")
+            failure = j["job.expired"].data.get("failure")
+            if failure not in TIMEOUTS + ("exchange_outage",):
+                problems.append(f"slot {n}: job.expired with failure {failure}")
+            if failure == "exchange_outage" and "stake.slashed" in j:
+                problems.append(f"slot {n}: {j['prover']} slashed for a job the exchange's outage took")
         offers = sorted((j for j in here if "job.offered" in j), key=lambda j: j["job.offered"].data.get("attempt", 0))
         if s.get("reason") != "exchange_late":
             a0 = [j for j in offers if j["job.offered"].data.get("attempt") == 0]
@@ -991,7 +997,7 @@ def check_provers(cid: str, slots: list[dict], events: dict, names: dict, expect
         elif offers:
             problems.append(f"slot {n} (exchange_late) has jobs {[(j['prover'], j['job.offered'].data.get('attempt')) for j in offers]}")
         # Each later job: the failover that named its prover, or the same prover again after a job the
-        # exchange's outage took (no job.expired: not the prover's fault).
+        # exchange's outage took (job.expired with exchange_outage: not the prover's fault).
         overs = {e.data.get("attempt"): e for e in x.get("overs", [])}
         for j in offers:
             attempt = j["job.offered"].data.get("attempt", 0)
@@ -1010,7 +1016,9 @@ def check_provers(cid: str, slots: list[dict], events: dict, names: dict, expect
                 elif over.data.get("failure") in TIMEOUTS and (
                         "job.expired" not in failed or failed["job.expired"].data.get("failure") != over.data.get("failure")):
                     problems.append(f"slot {n}: failover ({over.data.get('failure')}) of a job its prover was not told expired")
-            elif not (before and before[0]["prover"] == j["prover"] and "job.expired" not in before[0]):
+            elif not (before and before[0]["prover"] == j["prover"]
+                      and ("job.expired" not in before[0]
+                           or before[0]["job.expired"].data.get("failure") == "exchange_outage")):
                 problems.append(f"slot {n}: attempt {attempt} to {j['prover']} without a failover to it nor an "
                                 f"outage of its own previous job")
         for attempt, over in overs.items():
@@ -1029,7 +1037,7 @@ def check_provers(cid: str, slots: list[dict], events: dict, names: dict, expect
               if "job.offered" in j and not any(k in j for k in ("job.expired", "stake.slashed", "payment.received"))]
     report("provers' events", not problems,
            f"by prover and type after dedup: {per_prover}; {len(jobs)} jobs; jobs told offered and never told how they "
-           f"ended (a job the exchange's outage took: no job.expired, by design of webhooks/settlement.rs): "
+           f"ended: "
            f"{silent or 'none'}; problems: {problems[:8] or 'none'}")
 
 
