@@ -18,8 +18,10 @@ version=1.24.1
 sha256=da72a3aba13072876d055a3e58dd4aba4a5de4ed6148e73033185245598fd3e0
 tarball="pgbouncer_${version}.orig.tar.gz"
 {
-    if ! pkg-config --exists libevent; then
-        apt-get install -y -q libevent-dev pkg-config libssl-dev
+    if ! pkg-config --exists libevent || ! pkg-config --exists openssl; then
+        apt-get install -y -q libevent-dev pkg-config libssl-dev || {
+            apt-get update -q && apt-get install -y -q libevent-dev pkg-config libssl-dev
+        }
     fi
     work="$(mktemp -d)"
     trap 'rm -rf "$work"' EXIT
