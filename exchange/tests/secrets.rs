@@ -1,5 +1,5 @@
 //! The exchange's own secrets stay secret: run as a real `pcx serve` process with nothing
-//! configured, the generated admin key, JWT secret and oracle key live in 0600 files under the
+//! configured, the generated admin key, JWT secret, oracle key and webhook key live in 0600 files under the
 //! data directory, never in its output or in a table; only the admin key's hash is stored; an
 //! older database's secrets move out of the table; `pcx secrets rotate-jwt` keeps old tokens
 //! valid for the grace period only.
@@ -100,12 +100,13 @@ async fn generated_secrets_live_in_0600_files_never_in_logs_or_tables() {
     let admin_key = secret(&data, "admin_api_key");
     let jwt = secret(&data, "jwt_secret");
     let oracle = secret(&data, "oracle_key");
+    let webhook_key = secret(&data, "webhook_key");
     assert_eq!(std::fs::metadata(data.join("secrets")).unwrap().permissions().mode() & 0o777, 0o700);
     assert_eq!(admin_token(&client, &admin_key).await, 200, "the generated key works");
 
     let rows: Vec<(String, String)> = sqlx::query_as("SELECT name, value FROM server_secrets").fetch_all(&db).await.unwrap();
     for (name, value) in &rows {
-        for secret in [&admin_key, &jwt, &oracle] {
+        for secret in [&admin_key, &jwt, &oracle, &webhook_key] {
             assert!(!value.contains(secret.as_str()), "table server_secrets row {name} holds a secret");
         }
     }
@@ -116,7 +117,7 @@ async fn generated_secrets_live_in_0600_files_never_in_logs_or_tables() {
     let (server, client) = start(&url, &data, port()).await;
     assert_eq!(admin_token(&client, &admin_key).await, 200);
     let output = format!("{first_output}{}", server.stop());
-    for (what, secret) in [("admin key", &admin_key), ("JWT secret", &jwt), ("oracle key", &oracle)] {
+    for (what, secret) in [("admin key", &admin_key), ("JWT secret", &jwt), ("oracle key", &oracle), ("webhook key", &webhook_key)] {
         assert!(!output.contains(secret.as_str()), "the {what} reached the server's output");
     }
     assert!(output.contains("secrets/admin_api_key"), "the log names the key's file: {output}");
