@@ -43,15 +43,7 @@ from pathlib import Path
 import requests
 
 from harness import (ADMIN_KEY, HASH_CHAIN_10, NO_RATE_LIMITS, ROOT, Server, account, buy, call, market, offer,
-                     percentile, psql, rfc3339, token)
-
-RESULTS: list[tuple[str, bool, str]] = []
-
-
-def report(attack: str, held: bool, figures: str) -> None:
-    RESULTS.append((attack, held, figures))
-    print(f"[{'held' if held else 'BROKEN'}] {attack}: {figures}", flush=True)
-
+                     percentile, psql, report, RESULTS, rfc3339, token)
 
 def latencies_ms(base: str, path: str, stop: threading.Event, every: float = 0.1) -> tuple[list[float], list[str]]:
     """Times GET `path` until `stop` is set; returns latencies and failures."""

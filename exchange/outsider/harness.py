@@ -8,6 +8,7 @@ talk to it over real HTTP only, as a stranger on the network would.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -50,6 +51,37 @@ def psql(url: str, sql: str) -> str:
     done = subprocess.run(["psql", "-q", "-At", "-v", "ON_ERROR_STOP=1", url, "-c", sql],
                           check=True, capture_output=True, text=True)
     return done.stdout
+
+
+RESULTS: list[tuple[str, bool, str]] = []
+"""Every check a tool reported: (name, held, figures)."""
+
+
+def report(check: str, held: bool, figures: str) -> None:
+    """Records a check and prints its line (`[held]` or `[BROKEN]`)."""
+    RESULTS.append((check, held, figures))
+    print(f"[{'held' if held else 'BROKEN'}] {check}: {figures}", flush=True)
+
+
+def note(text: str) -> None:
+    """A line of progress under the checks."""
+    print(f"    {text}", flush=True)
+
+
+def parse_time(text: str) -> float:
+    """An RFC 3339 time as pcx writes it (any number of fractional digits) -> seconds since the epoch."""
+    m = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", text)
+    if not m:
+        raise ValueError(f"not an RFC 3339 time: {text!r}")
+    base = datetime.fromisoformat(m.group(1) + ("+00:00" if m.group(3) == "Z" else m.group(3)))
+    return base.timestamp() + (float("0." + m.group(2)) if m.group(2) else 0.0)
+
+
+def stamp(t: float | None) -> str:
+    """Seconds since the epoch as HH:MM:SS.mmm (UTC); `-` for none."""
+    if t is None:
+        return "-"
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%H:%M:%S.%f")[:-3]
 
 
 def percentile(values: list[float], p: float) -> float:

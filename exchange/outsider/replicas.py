@@ -63,7 +63,8 @@ from pathlib import Path
 
 import requests
 
-from harness import ADMIN_KEY, NO_RATE_LIMITS, ROOT, account, call, free_port, offer, percentile, psql, rfc3339, token
+from harness import (ADMIN_KEY, NO_RATE_LIMITS, RESULTS, ROOT, account, call, free_port, note, offer, parse_time, percentile,
+                     psql, report, rfc3339, stamp, token)
 
 REPLICAS = 3
 EVERY = 10
@@ -74,33 +75,6 @@ LEASE_SECS = 3
 OUTAGE_SECS = 8.0
 STAKE = "1000"
 BUYER_DEPOSIT = "10"
-
-RESULTS: list[tuple[str, bool, str]] = []
-
-
-def report(check: str, held: bool, figures: str) -> None:
-    RESULTS.append((check, held, figures))
-    print(f"[{'held' if held else 'BROKEN'}] {check}: {figures}", flush=True)
-
-
-def note(text: str) -> None:
-    print(f"    {text}", flush=True)
-
-
-def parse_time(text: str) -> float:
-    """An RFC 3339 time as pcx writes it (any number of fractional digits) -> seconds since the epoch."""
-    m = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", text)
-    if not m:
-        raise ValueError(f"not an RFC 3339 time: {text!r}")
-    base = datetime.fromisoformat(m.group(1) + ("+00:00" if m.group(3) == "Z" else m.group(3)))
-    return base.timestamp() + (float("0." + m.group(2)) if m.group(2) else 0.0)
-
-
-def stamp(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%H:%M:%S.%f")[:-3]
-
-
-# --- the private PostgreSQL cluster -----------------------------------------------------------
 
 def postgres_bin_dir() -> Path:
     candidates: list[Path] = []

@@ -79,8 +79,8 @@ from pathlib import Path
 import requests
 from standardwebhooks.webhooks import Webhook
 
-from harness import (ADMIN_KEY, NO_RATE_LIMITS, ROOT, account, admin_database_url, call, free_port, offer,
-                     percentile, psql, rfc3339, token, with_database)
+from harness import (ADMIN_KEY, NO_RATE_LIMITS, RESULTS, ROOT, account, admin_database_url, call, free_port, note,
+                     offer, parse_time, percentile, psql, report, rfc3339, stamp, token, with_database)
 
 EVERY = 10
 SLOTS = 6
@@ -96,33 +96,6 @@ BUYER_EVENTS = ["slot.delivered", "slot.failed_over", "slot.missed", "slot.unuse
                 "contract.resumed", "contract.completed", "escrow.low"]
 PROVER_EVENTS = ["job.offered", "job.expired", "stake.slashed", "payment.received"]
 TIMEOUTS = ("ack_timeout", "lease_expired", "deadline_passed")
-
-RESULTS: list[tuple[str, bool, str]] = []
-
-
-def report(check: str, held: bool, figures: str) -> None:
-    RESULTS.append((check, held, figures))
-    print(f"[{'held' if held else 'BROKEN'}] {check}: {figures}", flush=True)
-
-
-def note(text: str) -> None:
-    print(f"    {text}", flush=True)
-
-
-def parse_time(text: str) -> float:
-    """An RFC 3339 time as pcx writes it (any number of fractional digits) -> seconds since the epoch."""
-    m = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", text)
-    if not m:
-        raise ValueError(f"not an RFC 3339 time: {text!r}")
-    base = datetime.fromisoformat(m.group(1) + ("+00:00" if m.group(3) == "Z" else m.group(3)))
-    return base.timestamp() + (float("0." + m.group(2)) if m.group(2) else 0.0)
-
-
-def stamp(t: float | None) -> str:
-    if t is None:
-        return "-"
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%H:%M:%S.%f")[:-3]
-
 
 def msg_id(event_id: str) -> str:
     return "msg_" + uuid.UUID(event_id).hex

@@ -9,7 +9,7 @@ mod common;
 
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use common::played::{buy, buyer, prove, put_input, slots, Agent};
+use common::played::{buy, buyer, post_offer, prove, put_input, slots, Agent};
 use common::{class_with, rfc, serve_config, spawn_manual, Client, TestApp};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
@@ -49,20 +49,6 @@ async fn offering_prover(app: &Client, name: &str, price: &str) -> (String, Stri
     let (id, token) = prover(app, name, "1000").await;
     post_offer(app, &token, class(), price, 360, t0() - secs(3600), t0() + Duration::days(2)).await;
     (id, token)
-}
-
-/// Posts an offer of `class` over `[from, to)`; returns the offer id.
-async fn post_offer(app: &Client, token: &str, class: Value, price: &str, pph: u32, from: DateTime<Utc>, to: DateTime<Utc>) -> i64 {
-    let r = app
-        .post(
-            "/v1/offers",
-            Some(token),
-            json!({"proof_class": class, "window_start": rfc(from), "window_end": rfc(to), "proofs_per_hour": pph,
-                   "price_per_proof": price}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    r.body["offer_id"].as_i64().unwrap()
 }
 
 /// Slash entries in the journal, per slashed prover account (via the ledger's postings).

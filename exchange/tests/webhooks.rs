@@ -11,9 +11,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use common::played::{buy, buyer, put_input, slots, Agent};
+use common::played::{buy, buyer, post_offer, put_input, slots, Agent};
 use common::receiver::{Received, Receiver};
-use common::{class_with, rfc, serve_config, spawn_manual, Client};
+use common::{class_with, serve_config, spawn_manual, Client};
 use serde_json::{json, Value};
 
 fn t0() -> DateTime<Utc> {
@@ -35,15 +35,7 @@ fn secs(s: i64) -> chrono::Duration {
 /// A prover with 1000 bonded offering 360 proofs/h of hash-chain 2^10 around [`t0`]; (id, token).
 async fn offering_prover(app: &Client, name: &str, price: &str) -> (String, String) {
     let (id, token) = common::prover(app, name, "1000").await;
-    let r = app
-        .post(
-            "/v1/offers",
-            Some(&token),
-            json!({"proof_class": class_with(10, 30), "window_start": rfc(t0() - secs(3600)),
-                   "window_end": rfc(t0() + chrono::Duration::days(2)), "proofs_per_hour": 360, "price_per_proof": price}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.body);
+    post_offer(app, &token, class_with(10, 30), price, 360, t0() - secs(3600), t0() + chrono::Duration::days(2)).await;
     (id, token)
 }
 
@@ -197,15 +189,7 @@ async fn a_buyer_is_warned_of_low_escrow_then_told_of_the_suspension_the_resumpt
     let app = spawn_manual(config, t0()).await;
     let (_, prover_token) = common::prover(&app, "p", "1000").await;
     let class = class_with(10, 600);
-    let r = app
-        .post(
-            "/v1/offers",
-            Some(&prover_token),
-            json!({"proof_class": class, "window_start": rfc(t0() - secs(3600)), "window_end": rfc(t0() + chrono::Duration::days(2)),
-                   "proofs_per_hour": 360, "price_per_proof": "0.01"}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.body);
+    post_offer(&app, &prover_token, class.clone(), "0.01", 360, t0() - secs(3600), t0() + chrono::Duration::days(2)).await;
     let (buyer_id, buyer_token) = app.account("b", "buyer").await;
     app.deposit(&buyer_id, "0.1").await; // exactly the first 600 s: 10 slots at 0.01
     let hook = Receiver::start().await;

@@ -142,8 +142,7 @@ pub async fn list(state: &AppState, account: AccountId) -> ApiResult<Vec<Webhook
 
 /// `account`'s endpoint `id`.
 pub async fn get(state: &AppState, account: AccountId, id: Uuid) -> ApiResult<WebhookRow> {
-    let mut tx = state.db.begin().await?;
-    store::webhooks::lock(&mut tx, account, id).await?.ok_or_else(|| no_such_webhook(id))
+    store::webhooks::of_account(&mut *state.db.acquire().await?, account, id).await?.ok_or_else(|| no_such_webhook(id))
 }
 
 /// Deletes `account`'s endpoint `id` (its pending deliveries are dropped).
@@ -168,9 +167,9 @@ pub async fn rotate_secret(state: &AppState, account: AccountId, id: Uuid) -> Ap
 
 /// The attempts of `account`'s endpoint `id`, newest first.
 pub async fn attempts(state: &AppState, account: AccountId, id: Uuid, before: Option<i64>, limit: i64) -> ApiResult<Vec<AttemptRow>> {
-    let mut tx = state.db.begin().await?;
-    store::webhooks::lock(&mut tx, account, id).await?.ok_or_else(|| no_such_webhook(id))?;
-    Ok(store::webhooks::attempts(&mut tx, id, before, limit).await?)
+    let mut conn = state.db.acquire().await?;
+    store::webhooks::of_account(&mut conn, account, id).await?.ok_or_else(|| no_such_webhook(id))?;
+    Ok(store::webhooks::attempts(&mut conn, id, before, limit).await?)
 }
 
 /// Sends the deliveries due now (see the module docs); returns how many were attempted.

@@ -87,10 +87,11 @@ pub async fn lock(conn: &mut PgConnection, account: AccountId, id: Uuid) -> Resu
     Ok(row.map(webhook))
 }
 
-/// Endpoint `id` (whoever owns it).
-pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<WebhookRow>, sqlx::Error> {
-    let row: Option<WebhookTuple> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM webhooks WHERE id = $1"))
+/// Endpoint `id` of `account`, to read.
+pub async fn of_account(conn: &mut PgConnection, account: AccountId, id: Uuid) -> Result<Option<WebhookRow>, sqlx::Error> {
+    let row: Option<WebhookTuple> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM webhooks WHERE id = $1 AND account_id = $2"))
         .bind(id)
+        .bind(account.0)
         .fetch_optional(conn)
         .await?;
     Ok(row.map(webhook))

@@ -114,3 +114,16 @@ pub async fn slots(app: &Client, token: &str, contract: &str) -> Vec<Value> {
     r.body["slots"].as_array().unwrap().clone()
 }
 
+/// Posts an offer of `class` over `[from, to)`; returns the offer id.
+pub async fn post_offer(app: &Client, token: &str, class: Value, price: &str, pph: u32, from: DateTime<Utc>, to: DateTime<Utc>) -> i64 {
+    let r = app
+        .post(
+            "/v1/offers",
+            Some(token),
+            json!({"proof_class": class, "window_start": rfc(from), "window_end": rfc(to), "proofs_per_hour": pph,
+                   "price_per_proof": price}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.body["offer_id"].as_i64().unwrap()
+}
