@@ -6,8 +6,8 @@
 //! [`PROBE_TIMEOUT`]). While the last probe failed, requests that need the database are refused
 //! before they take a connection ([`refuse_while_down`]), and those already in flight when the
 //! probe finds it down (waiting for a connection the pool keeps failing to open) are answered
-//! 503 then, not when the pool's acquire timeout ends; routes served from memory (the
-//! oracle's latest prices, feeds, signer and stream, the discounts, the API document, metrics)
+//! 503 then, not when the pool's acquire timeout ends; routes served from memory (the market
+//! page's files, the oracle's latest prices, feeds, signer and stream, the discounts, the API document, metrics)
 //! keep answering, and `/health` says since when and why. When a probe succeeds again, requests
 //! pass again: pcx recovers by itself, without a restart. A request cut off by the outage rolled
 //! back whole (one transaction), so a client's retry with its `Idempotency-Key` is safe.
@@ -145,7 +145,8 @@ fn served_from_memory(route: &str, method: &Method) -> bool {
         && (route.starts_with("/docs")
             || matches!(
             route,
-            "/health"
+            "/" | "/assets/{name}"
+                | "/health"
                 | "/metrics"
                 | "/openapi.json"
                 | "/v1/discounts"

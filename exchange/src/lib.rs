@@ -282,6 +282,7 @@ pub fn app(state: AppState) -> Router {
     let (router, openapi) = routes::router_and_openapi();
     router
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+        .merge(routes::page::router())
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), availability::refuse_while_down))

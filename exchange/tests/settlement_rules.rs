@@ -177,6 +177,21 @@ async fn a_primary_that_misses_is_slashed_the_backup_delivers_and_the_buyer_is_c
     assert_eq!(failures, ["lease_expired", "lease_expired"]);
     let reputation = app.get(&format!("/v1/provers/{mallory}/reputation"), None).await;
     assert_eq!(reputation.body["classes"][0]["missed"], 2);
+    // The public record: both deliveries, failed over, latest first; nobody's contract is named.
+    let recent = app.get("/v1/slots/recent?limit=5", None).await;
+    let listed = recent.body["slots"].as_array().unwrap();
+    assert_eq!(listed.len(), 2, "{}", recent.body);
+    for slot in listed {
+        assert_eq!(slot["state"], "delivered", "{slot}");
+        assert_eq!(slot["reason"], "delivered_by_backup");
+        assert_eq!(slot["primary"], mallory.as_str());
+        assert_eq!(slot["delivered_by"], bob.as_str());
+        assert_eq!(slot["proof_class"], class());
+        assert!(dec(&slot["latency_secs"]) > Decimal::ZERO, "{slot}");
+        assert!(slot.get("contract_id").is_none() && slot.get("buyer_id").is_none(), "{slot}");
+    }
+    assert!(listed[0]["opens_at"].as_str() > listed[1]["opens_at"].as_str(), "latest first: {}", recent.body);
+    app.get("/v1/slots/recent?limit=0", None).await.assert_error(422, "invalid_query");
     assert_eq!(app.summary().await["balanced"], true);
 }
 
@@ -289,6 +304,10 @@ async fn time_the_exchange_was_down_slashes_nobody_and_refunds_the_buyer() {
         assert_eq!(slot["reason"], "exchange_late", "{slot}");
     }
     assert_eq!(slashes(&app).await, vec![], "nobody is slashed for the exchange's downtime");
+    let recent = app.get("/v1/slots/recent", None).await;
+    let reasons: Vec<&str> = recent.body["slots"].as_array().unwrap().iter().map(|s| s["reason"].as_str().unwrap()).collect();
+    assert_eq!(reasons.iter().filter(|r| **r == "exchange_late").count(), 2, "{}", recent.body);
+    assert_eq!(reasons.iter().filter(|r| **r == "exchange_down").count(), 1, "{}", recent.body);
     let after = balances(&app, &buyer_token).await;
     assert_eq!(after, before, "every slot refunded, nothing left in escrow");
     assert_eq!(balances(&app, &alice_token).await.2, Decimal::from(1000));

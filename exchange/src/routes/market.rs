@@ -1,16 +1,19 @@
-//! The market: prover stake, offers (the book), discounts, quotes, contracts and their slots.
+//! The market: prover stake, offers (the book), discounts, quotes, contracts and their slots, and
+//! the public record of recent deliveries and misses.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use pcx_capacity_reservation::discounts::DiscountSchedule;
-use pcx_domain::{AccountId, ProofSystem, Role};
+use pcx_domain::{AccountId, ProofClass, ProofSystem, Role};
 use pcx_prover_pool::circuit::PostedInput;
+use pcx_settlement::state::{SlotReason, SlotState};
 
 use crate::auth::{Caller, Principal};
 use crate::error::{ApiError, ApiResult, ErrorCode, ErrorEnvelope};
@@ -417,6 +420,82 @@ pub async fn get_slot_proof(
 ) -> ApiResult<Json<ProofView>> {
     let mut conn = state.db.acquire().await?;
     Ok(Json(contracts::proof(&mut conn, reader(&caller), id, n).await?))
+}
+
+/// Which recent settlements.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct RecentSlotsQuery {
+    /// At most this many (1..=200, default 50).
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<u32>,
+}
+
+/// A delivered or missed slot in the public record: no buyer, contract or input.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SettledSlotView {
+    /// What was proved.
+    pub proof_class: ProofClass,
+    /// `delivered` or `missed`.
+    pub state: SlotState,
+    /// Why: `delivered_by_primary`, `delivered_by_backup` (failed over), `delivered_by_open_market`,
+    /// `no_valid_proof_by_deadline`, or a miss that was the exchange's fault (`exchange_late`,
+    /// `exchange_down`: refunded, nobody slashed).
+    pub reason: Option<SlotReason>,
+    /// When the slot opened.
+    pub opens_at: DateTime<Utc>,
+    /// Its deadline.
+    pub deadline: DateTime<Utc>,
+    /// When it was settled.
+    pub settled_at: DateTime<Utc>,
+    /// Its primary prover.
+    pub primary: AccountId,
+    /// Who delivered, once delivered.
+    pub delivered_by: Option<AccountId>,
+    /// Seconds from opening to the verified proof, once delivered.
+    #[schema(value_type = Option<String>)]
+    pub latency_secs: Option<rust_decimal::Decimal>,
+}
+
+impl From<store::slots::SettledSlot> for SettledSlotView {
+    fn from(s: store::slots::SettledSlot) -> Self {
+        let latency_secs = s
+            .delivered_at
+            .map(|at| rust_decimal::Decimal::new((at - s.opens_at).num_milliseconds(), 3).normalize());
+        SettledSlotView {
+            proof_class: s.class,
+            state: s.state,
+            reason: s.reason,
+            opens_at: s.opens_at,
+            deadline: s.deadline,
+            settled_at: s.settled_at,
+            primary: s.primary,
+            delivered_by: s.delivered_by,
+            latency_secs,
+        }
+    }
+}
+
+/// The market's latest settlements.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecentSlotsResponse {
+    /// Most recently settled first.
+    pub slots: Vec<SettledSlotView>,
+}
+
+/// The latest deliveries and misses across the market, most recent first; no account needed.
+#[utoipa::path(get, path = "/v1/slots/recent", tag = "market", operation_id = "recent_slots", params(RecentSlotsQuery),
+    responses((status = 200, body = RecentSlotsResponse), (status = 422, body = ErrorEnvelope)))]
+pub async fn recent_slots(State(state): State<AppState>, ApiQuery(q): ApiQuery<RecentSlotsQuery>) -> ApiResult<Json<RecentSlotsResponse>> {
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::new(ErrorCode::InvalidQuery, "limit: must be between 1 and 200"));
+    }
+    // A public read: from the read replica when one is set (DATABASE_READ_URL).
+    let mut conn = state.read_db.acquire().await?;
+    let slots = store::slots::recent_settled(&mut conn, i64::from(limit)).await?;
+    Ok(Json(RecentSlotsResponse { slots: slots.into_iter().map(Into::into).collect() }))
 }
 
 /// A prover's track record for one circuit.

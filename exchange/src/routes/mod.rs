@@ -9,6 +9,7 @@ pub mod funds;
 pub mod market;
 pub mod ops;
 pub mod oracle;
+pub mod page;
 mod spec;
 pub mod webhooks;
 
@@ -86,6 +87,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(market::put_slot_input))
         .routes(routes!(market::get_slot_proof))
         .routes(routes!(market::reputation))
+        .routes(routes!(market::recent_slots))
         .routes(routes!(agent::heartbeat))
         .routes(routes!(agent::claim))
         .routes(routes!(agent::submit))

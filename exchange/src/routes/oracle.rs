@@ -38,6 +38,18 @@ pub struct FeedView {
     /// Latest price.
     #[schema(value_type = Option<String>)]
     pub price: Option<rust_decimal::Decimal>,
+    /// Latest confidence (half the weighted inter-quartile range).
+    #[schema(value_type = Option<String>)]
+    pub conf: Option<rust_decimal::Decimal>,
+    /// Latest quantiles `{"50", "80", "95", "99"}`, as `prices/latest` shows them.
+    #[schema(value_type = Option<Object>)]
+    pub quantiles: Value,
+    /// When the latest round was published.
+    pub published_at: Option<DateTime<Utc>>,
+    /// Until when the latest round may be used.
+    pub valid_until: Option<DateTime<Utc>>,
+    /// Distinct sources of the latest round.
+    pub n_sources: Option<i32>,
 }
 
 /// Every feed.
@@ -47,7 +59,8 @@ pub struct FeedsResponse {
     pub feeds: Vec<FeedView>,
 }
 
-/// Lists the feeds with their latest round.
+/// Lists the feeds with their latest round's values (one request for a whole price board; the
+/// signed typed data is at `prices/latest`).
 #[utoipa::path(get, path = "/v1/oracle/feeds", tag = "oracle", responses((status = 200, body = FeedsResponse)))]
 pub async fn feeds(State(state): State<AppState>) -> Json<FeedsResponse> {
     let now = Utc::now();
@@ -63,7 +76,12 @@ pub async fn feeds(State(state): State<AppState>) -> Json<FeedsResponse> {
                 proof_class: f.proof_class.clone(),
                 latest_round_id: view.as_ref().map(|v| v.round_id),
                 status: view.as_ref().map(|v| v.status),
-                price: view.and_then(|v| v.price),
+                price: view.as_ref().and_then(|v| v.price),
+                conf: view.as_ref().and_then(|v| v.conf),
+                published_at: view.as_ref().map(|v| v.published_at),
+                valid_until: view.as_ref().map(|v| v.valid_until),
+                n_sources: view.as_ref().map(|v| v.n_sources),
+                quantiles: view.map(|v| v.quantiles).unwrap_or(Value::Null),
             }
         })
         .collect();

@@ -404,3 +404,73 @@ pub async fn outcomes_since(conn: &mut PgConnection, since: DateTime<Utc>) -> Re
         })
         .collect()
 }
+
+/// A delivered or missed slot as the public market record shows it: what was proved, by whom, and
+/// how it ended; no buyer, contract or input.
+#[derive(Debug, Clone)]
+pub struct SettledSlot {
+    /// What was proved.
+    pub class: ProofClass,
+    /// `delivered` or `missed`.
+    pub state: SlotState,
+    /// Why it ended so.
+    pub reason: Option<SlotReason>,
+    /// When it opened.
+    pub opens_at: DateTime<Utc>,
+    /// Its deadline.
+    pub deadline: DateTime<Utc>,
+    /// When it was settled.
+    pub settled_at: DateTime<Utc>,
+    /// Its primary prover (after any replacement).
+    pub primary: AccountId,
+    /// Who delivered it.
+    pub delivered_by: Option<AccountId>,
+    /// When the proof was verified.
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+/// The latest `limit` delivered or missed slots, market-wide, most recently settled first (the
+/// `slots_outcomes_by_settled` index of 0009, read backwards).
+pub async fn recent_settled(conn: &mut PgConnection, limit: i64) -> Result<Vec<SettledSlot>, sqlx::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Raw {
+        system: String,
+        circuit: String,
+        size_log2: i16,
+        deadline_secs: i32,
+        state: String,
+        reason: Option<String>,
+        opens_at: DateTime<Utc>,
+        deadline: DateTime<Utc>,
+        settled_at: DateTime<Utc>,
+        primary_prover_id: Uuid,
+        delivered_by: Option<Uuid>,
+        delivered_at: Option<DateTime<Utc>>,
+    }
+    let rows: Vec<Raw> = sqlx::query_as(&format!(
+        "SELECT c.system, c.circuit, c.size_log2, c.deadline_secs, s.state, s.reason, s.opens_at, s.deadline,
+                s.settled_at, s.primary_prover_id, s.delivered_by, s.delivered_at
+           FROM slots s JOIN contracts c ON c.id = s.contract_id
+          WHERE s.settled_at IS NOT NULL AND s.state IN ({settled})
+          ORDER BY s.settled_at DESC LIMIT $1",
+        settled = names(&[SlotState::Delivered, SlotState::Missed], SlotState::as_str),
+    ))
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(SettledSlot {
+                class: super::offers::proof_class_from_columns(&r.system, r.circuit, r.size_log2, r.deadline_secs)?,
+                state: named(SlotState::parse, &r.state, "slot state")?,
+                reason: r.reason.as_deref().map(|why| named(SlotReason::parse, why, "slot reason")).transpose()?,
+                opens_at: r.opens_at,
+                deadline: r.deadline,
+                settled_at: r.settled_at,
+                primary: AccountId(r.primary_prover_id),
+                delivered_by: r.delivered_by.map(AccountId),
+                delivered_at: r.delivered_at,
+            })
+        })
+        .collect()
+}

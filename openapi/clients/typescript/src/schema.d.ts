@@ -644,7 +644,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Lists the feeds with their latest round. */
+        /**
+         * Lists the feeds with their latest round's values (one request for a whole price board; the
+         *     signed typed data is at `prices/latest`).
+         */
         get: operations["feeds"];
         put?: never;
         post?: never;
@@ -809,6 +812,23 @@ export interface paths {
         put?: never;
         /** A firm, short-lived quote for a schedule, allocated over the book. Honours `Idempotency-Key`. */
         post: operations["create_quote"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/slots/recent": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The latest deliveries and misses across the market, most recent first; no account needed. */
+        get: operations["recent_slots"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -1453,6 +1473,8 @@ export interface components {
         FeedStatus: "ok" | "stale" | "insufficient_sources" | "halted";
         /** @description A feed. */
         FeedView: {
+            /** @description Latest confidence (half the weighted inter-quartile range). */
+            conf?: string | null;
             /** @description Id, `groth16-bn254:hash-chain:<size_log2>:<deadline_secs>`. */
             feed_id: string;
             /**
@@ -1460,11 +1482,28 @@ export interface components {
              * @description Latest round id, if any.
              */
             latest_round_id?: number | null;
+            /**
+             * Format: int32
+             * @description Distinct sources of the latest round.
+             */
+            n_sources?: number | null;
             /** @description Latest price. */
             price?: string | null;
             /** @description The class priced: the deadline is the bucket (proof verified within that many seconds). */
             proof_class: components["schemas"]["ProofClass"];
+            /**
+             * Format: date-time
+             * @description When the latest round was published.
+             */
+            published_at?: string | null;
+            /** @description Latest quantiles `{"50", "80", "95", "99"}`, as `prices/latest` shows them. */
+            quantiles?: Record<string, never> | null;
             status?: null | components["schemas"]["FeedStatus"];
+            /**
+             * Format: date-time
+             * @description Until when the latest round may be used.
+             */
+            valid_until?: string | null;
         };
         /** @description Every feed. */
         FeedsResponse: {
@@ -1998,6 +2037,11 @@ export interface components {
              */
             valid_until: string;
         };
+        /** @description The market's latest settlements. */
+        RecentSlotsResponse: {
+            /** @description Most recently settled first. */
+            slots: components["schemas"]["SettledSlotView"][];
+        };
         /** @description Registration of a buyer or prover. */
         RegisterRequest: {
             /**
@@ -2168,6 +2212,34 @@ export interface components {
              * @description Opening time of slot 0 (RFC 3339, UTC).
              */
             start: string;
+        };
+        /** @description A delivered or missed slot in the public record: no buyer, contract or input. */
+        SettledSlotView: {
+            /**
+             * Format: date-time
+             * @description Its deadline.
+             */
+            deadline: string;
+            delivered_by?: null | components["schemas"]["AccountId"];
+            /** @description Seconds from opening to the verified proof, once delivered. */
+            latency_secs?: string | null;
+            /**
+             * Format: date-time
+             * @description When the slot opened.
+             */
+            opens_at: string;
+            /** @description Its primary prover. */
+            primary: components["schemas"]["AccountId"];
+            /** @description What was proved. */
+            proof_class: components["schemas"]["ProofClass"];
+            reason?: null | components["schemas"]["SlotReason"];
+            /**
+             * Format: date-time
+             * @description When it was settled.
+             */
+            settled_at: string;
+            /** @description `delivered` or `missed`. */
+            state: components["schemas"]["SlotState"];
         };
         /** @description The oracle's signing identity. */
         SignerResponse: {
@@ -6100,6 +6172,57 @@ export interface operations {
                 headers: {
                     /** @description Seconds after which a retry may succeed. */
                     "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description unavailable: the database does not answer now; see `Retry-After` */
+            503: {
+                headers: {
+                    /** @description Seconds after which a retry may succeed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    recent_slots: {
+        parameters: {
+            query?: {
+                /** @description At most this many (1..=200, default 50). */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RecentSlotsResponse"];
+                };
+            };
+            /** @description request_timeout: the request took longer than its deadline */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description invalid_query or invalid_path: a parameter is malformed or out of bounds */
+            422: {
+                headers: {
                     [name: string]: unknown;
                 };
                 content: {
