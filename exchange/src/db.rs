@@ -50,9 +50,7 @@ impl Database {
             }
             None => embedded_default(config).await?,
         };
-        let pool = PgPoolOptions::new()
-            .max_connections(config.max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(10))
+        let pool = pool_options(config.max_connections)
             .connect_with(options.log_statements(tracing::log::LevelFilter::Debug))
             .await
             .with_context(|| format!("cannot connect to the database at {description}"))?;
@@ -61,9 +59,7 @@ impl Database {
                 let options: PgConnectOptions = url
                     .parse()
                     .with_context(|| format!("DATABASE_DIRECT_URL {} is not a PostgreSQL URL", redact(url)))?;
-                PgPoolOptions::new()
-                    .max_connections(2)
-                    .acquire_timeout(Duration::from_secs(10))
+                pool_options(2)
                     .connect_lazy_with(options.log_statements(tracing::log::LevelFilter::Debug))
             }
             None => pool.clone(),
@@ -89,8 +85,7 @@ impl Database {
 /// connections, so a settlement tick never waits for the API's. Connects lazily; close it before
 /// the main pool's database goes away.
 pub fn background_pool(pool: &PgPool, connections: u32) -> PgPool {
-    PgPoolOptions::new()
-        .max_connections(connections.max(1))
+    pool_options(connections)
         .acquire_timeout(pool.options().get_acquire_timeout())
         .connect_lazy_with(pool.connect_options().as_ref().clone())
 }
@@ -101,11 +96,34 @@ pub fn read_pool(config: &DbConfig) -> anyhow::Result<Option<PgPool>> {
     let Some(url) = &config.database_read_url else { return Ok(None) };
     let options: PgConnectOptions = url.parse().with_context(|| format!("DATABASE_READ_URL {} is not a PostgreSQL URL", redact(url)))?;
     Ok(Some(
-        PgPoolOptions::new()
-            .max_connections(config.max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_lazy_with(options),
+        pool_options(config.max_connections).connect_lazy_with(options),
     ))
+}
+
+/// A connection idle longer than this is pinged before it is handed out.
+pub const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
+
+/// Options of every pool: `connections` at most, a 10 s acquire timeout, and a ping only for a
+/// connection that sat idle for [`PING_WHEN_IDLE_FOR`]. sqlx's default pings every connection at
+/// every acquire: a round trip per acquire, a fifth of a money movement's (`pcx bench ledger`,
+/// docs/PERFORMANCE.md). A connection in steady use has just answered; one that sat idle through
+/// a database restart is found dead by the ping and replaced; one cut while in use fails its
+/// statement, which answers 503 `unavailable` with Retry-After (error.rs) and is not reused.
+pub fn pool_options(connections: u32) -> PgPoolOptions {
+    use sqlx::Connection as _;
+    PgPoolOptions::new()
+        .max_connections(connections.max(1))
+        .acquire_timeout(Duration::from_secs(10))
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for < PING_WHEN_IDLE_FOR {
+                    return Ok(true);
+                }
+                // A dead connection is dropped and another is taken (or opened).
+                Ok(conn.ping().await.is_ok())
+            })
+        })
 }
 
 fn redact(url: &str) -> String {

@@ -6,7 +6,6 @@ use std::future::Future;
 
 use anyhow::Context;
 use serde_json::{json, Value};
-use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 
@@ -29,8 +28,8 @@ where
     sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS \"{scratch}\"")).execute(&database.pool).await?;
     sqlx::raw_sql(&format!("CREATE DATABASE \"{scratch}\"")).execute(&database.pool).await?;
     let options = database.pool.connect_options().as_ref().clone().database(&scratch);
-    let pool = PgPoolOptions::new()
-        .max_connections(connections)
+    // The pool options of `pcx serve`, so both sides of a benchmark pay the same per acquire.
+    let pool = db::pool_options(connections)
         .connect_with(options)
         .await
         .context("connecting to the scratch database")?;

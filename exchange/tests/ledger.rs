@@ -238,13 +238,28 @@ async fn the_database_refuses_unbalanced_entries_and_rewrites_of_history() {
         .fetch_one(&mut *tx)
         .await
         .unwrap();
-    sqlx::query("INSERT INTO postings (entry_id, ledger_account_id, amount) SELECT $1, id, 5 FROM ledger_accounts WHERE kind = 'available' LIMIT 1")
+    let posted = sqlx::query("INSERT INTO postings (entry_id, ledger_account_id, amount) SELECT $1, id, 5 FROM ledger_accounts WHERE kind = 'available' LIMIT 1")
         .bind(entry)
         .execute(&mut *tx)
+        .await;
+    let refused = posted.expect_err("an entry that does not sum to zero is refused when its statement ends");
+    assert!(pcx_exchange::store::is_constraint_violation(&refused, "postings_entry_balanced"), "{refused}");
+    // Its transaction is aborted: committing it rolls back, and nothing of the entry remains.
+    let _ = tx.commit().await;
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM journal_entries WHERE id = $1").bind(entry).fetch_one(&app.db).await.unwrap();
+    assert_eq!(left, 0, "nothing half-written stays behind");
+    // Two statements that each leave the entry unbalanced are refused too, at the first.
+    let mut tx = app.db.begin().await.unwrap();
+    let entry: i64 = sqlx::query_scalar("INSERT INTO journal_entries (kind, reference) VALUES ('deposit', 'y') RETURNING id")
+        .fetch_one(&mut *tx)
         .await
         .unwrap();
-    let commit = tx.commit().await;
-    assert!(commit.is_err(), "an entry that does not sum to zero must not commit");
+    let half = sqlx::query("INSERT INTO postings (entry_id, ledger_account_id, amount) SELECT $1, id, -5 FROM ledger_accounts WHERE kind = 'external' LIMIT 1")
+        .bind(entry)
+        .execute(&mut *tx)
+        .await;
+    assert!(half.is_err(), "half an entry is refused");
+    drop(tx);
 
     let rewrite = sqlx::query("UPDATE postings SET amount = amount * 2").execute(&app.db).await;
     assert!(rewrite.is_err(), "the journal is append-only");

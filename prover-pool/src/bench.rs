@@ -36,6 +36,9 @@ pub struct ProveTiming {
     pub proofs_per_hour: u64,
     /// Share of the median proof's time spent inside the MSM backend (0.0 ..= 1.0).
     pub msm_share: Option<f64>,
+    /// Median time of ark-groth16's own `create_random_proof` on the same key and circuit, when
+    /// measured ([`measure_reference`]): the reference for "no overhead of ours".
+    pub reference: Option<Duration>,
 }
 
 /// Proves hash-chain 2^size_log2 `repetitions` times (at least once) with `backend`, verifying
@@ -75,7 +78,36 @@ pub fn measure_prove(
         prove: prove_time,
         proofs_per_hour: proofs_per_hour(prove_time),
         msm_share: (!prove_time.is_zero()).then(|| msm_time.as_secs_f64() / prove_time.as_secs_f64()),
+        reference: None,
     })
+}
+
+/// ark-groth16's own prover (`Groth16::create_random_proof_with_reduction`, arkworks' MSMs on the
+/// same rayon threads) on the same proving key and circuit, `repetitions` times (at least once),
+/// each proof verified: the median time. What [`measure_prove`] reports next to it shows what our
+/// prover (its MSMs through a backend) costs over the library's.
+pub fn measure_reference(keys: &KeyStore, size_log2: u8, repetitions: usize) -> Result<Duration, ProveError> {
+    use ark_groth16::Groth16;
+    let pk = keys.proving_key(size_log2)?;
+    let pvk = keys.verifying_key(size_log2)?;
+    let mut rng = rand::rngs::OsRng;
+    let mut runs = Vec::with_capacity(repetitions.max(1));
+    for _ in 0..repetitions.max(1) {
+        let seed = Fr::rand(&mut rng);
+        let started = Instant::now();
+        let proof = Groth16::<ark_bn254::Bn254>::create_random_proof_with_reduction(
+            HashChainCircuit { seed: Some(seed), size_log2 },
+            &pk,
+            &mut rng,
+        )?;
+        let elapsed = started.elapsed();
+        if !verify(&pvk, &[seed, hash_chain_output(seed, size_log2)], &proof) {
+            return Err(ProveError::ProofDoesNotVerify { backend: "ark-groth16".to_owned() });
+        }
+        runs.push(elapsed);
+    }
+    runs.sort();
+    Ok(runs[runs.len() / 2])
 }
 
 /// floor(3600 s / `per_proof`), saturating (a zero duration counts as 1 ns).
@@ -84,25 +116,35 @@ pub fn proofs_per_hour(per_proof: Duration) -> u64 {
     u64::try_from(per_hour).unwrap_or(u64::MAX)
 }
 
-/// The table [`print_table`] prints: size, constraints, setup ms, prove ms, proofs/hour, MSM share.
+/// The table [`print_table`] prints: size, constraints, setup ms, prove ms, proofs/hour, MSM
+/// share, and when measured ark-groth16's prove ms and the ratio ours/ark-groth16.
 pub fn format_table(rows: &[ProveTiming]) -> String {
     let mut table = format!(
-        "{:<6} {:>11} {:>10} {:>10} {:>12} {:>9}\n",
-        "size", "constraints", "setup ms", "prove ms", "proofs/hour", "MSM share"
+        "{:<6} {:>11} {:>10} {:>10} {:>12} {:>9} {:>15} {:>9}\n",
+        "size", "constraints", "setup ms", "prove ms", "proofs/hour", "MSM share", "ark-groth16 ms", "ours/ark"
     );
     for row in rows {
         let constraints = rounds(row.size_log2).map_or_else(|| "-".to_owned(), |n| n.to_string());
         let msm_share = row.msm_share.map_or_else(|| "-".to_owned(), |share| format!("{:.0}%", share * 100.0));
+        let (reference, ratio) = match row.reference {
+            Some(r) if !r.is_zero() => (
+                format!("{:.1}", r.as_secs_f64() * 1000.0),
+                format!("{:.3}", row.prove.as_secs_f64() / r.as_secs_f64()),
+            ),
+            _ => ("-".to_owned(), "-".to_owned()),
+        };
         // Writing to a String cannot fail.
         let _ = writeln!(
             table,
-            "{:<6} {:>11} {:>10.1} {:>10.1} {:>12} {:>9}",
+            "{:<6} {:>11} {:>10.1} {:>10.1} {:>12} {:>9} {:>15} {:>9}",
             format!("2^{}", row.size_log2),
             constraints,
             row.setup.as_secs_f64() * 1000.0,
             row.prove.as_secs_f64() * 1000.0,
             row.proofs_per_hour,
-            msm_share
+            msm_share,
+            reference,
+            ratio
         );
     }
     table
@@ -316,11 +358,18 @@ mod tests {
         let share = second.msm_share.unwrap();
         assert!(share > 0.0 && share <= 1.0, "{share}");
 
-        let table = format_table(&[first, second]);
+        let mut with_reference = second.clone();
+        with_reference.reference = Some(measure_reference(&keys, 10, 1).unwrap());
+        assert!(with_reference.reference.unwrap() > Duration::ZERO);
+
+        let table = format_table(&[first, second, with_reference.clone()]);
         let lines: Vec<&str> = table.lines().collect();
-        assert_eq!(lines.len(), 3);
-        assert!(lines[0].starts_with("size") && lines[0].contains("proofs/hour"));
+        assert_eq!(lines.len(), 4);
+        assert!(lines[0].starts_with("size") && lines[0].contains("proofs/hour") && lines[0].ends_with("ours/ark"));
         assert!(lines[1].starts_with("2^10") && lines[1].contains(" 1021 "), "{table}");
+        assert!(lines[2].ends_with(" -"), "no reference measured: {table}");
+        let ratio = with_reference.prove.as_secs_f64() / with_reference.reference.unwrap().as_secs_f64();
+        assert!(lines[3].ends_with(&format!("{ratio:.3}")), "{table}");
     }
 
     /// Timing run, not a check:

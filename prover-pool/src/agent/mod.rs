@@ -119,7 +119,9 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         log_measuring(&keys, size_log2, args.repetitions);
         let (keys, backend, repetitions) = (Arc::clone(&keys), Arc::clone(&selected.backend), args.repetitions);
         let row = tokio::task::spawn_blocking(move || {
-            crate::bench::measure_prove(&keys, size_log2, backend.as_ref(), repetitions)
+            let mut row = crate::bench::measure_prove(&keys, size_log2, backend.as_ref(), repetitions)?;
+            row.reference = Some(crate::bench::measure_reference(&keys, size_log2, repetitions)?);
+            Ok::<_, crate::groth16::ProveError>(row)
         })
         .await
         .context("the benchmark panicked")?
