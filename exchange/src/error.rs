@@ -347,6 +347,12 @@ impl ApiError {
         )
     }
 
+    /// 503 + `Retry-After` while the database does not answer.
+    pub fn database_unavailable() -> Self {
+        Self::new(ErrorCode::Unavailable, "the database is unavailable; retry shortly")
+            .with_retry_after(crate::availability::RETRY_AFTER_SECS)
+    }
+
     /// 403 for a token whose role may not use a route.
     pub fn wrong_role(route_is_for: &str, role: pcx_domain::Role) -> Self {
         Self::new(
@@ -380,6 +386,18 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Whether `err` says the database is restarting, failing over or unreachable (SQLSTATE
+/// 57P01..57P03, class 08, or no connection to be had): not a fault of the request.
+pub fn database_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => true,
+        sqlx::Error::Database(db) => {
+            db.code().as_deref().is_some_and(|c| matches!(c, "57P01" | "57P02" | "57P03") || c.starts_with("08"))
+        }
+        _ => false,
+    }
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
         match err {
@@ -393,19 +411,10 @@ impl From<sqlx::Error> for ApiError {
                 ErrorCode::InvalidAmount,
                 "the amount, or the balance it would make, exceeds the largest the ledger holds (99999999999999.999999)",
             ),
-            // The server is shutting down, starting up or in recovery (57P01..57P03), or the
-            // connection failed (class 08): a restart or a failover, not a fault of the request.
-            sqlx::Error::Database(ref db)
-                if db.code().as_deref().is_some_and(|c| matches!(c, "57P01" | "57P02" | "57P03") || c.starts_with("08")) =>
-            {
-                tracing::warn!(error = %err, "the database is restarting or failing over");
-                ApiError::new(ErrorCode::Unavailable, "the database is unavailable; retry shortly")
-                    .with_retry_after(crate::availability::RETRY_AFTER_SECS)
-            }
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                tracing::error!(error = %err, "database unavailable");
-                ApiError::new(ErrorCode::Unavailable, "the database is unavailable; retry shortly")
-                    .with_retry_after(crate::availability::RETRY_AFTER_SECS)
+            // A restart, a failover or no connection: not a fault of the request.
+            ref down if database_unavailable(down) => {
+                tracing::warn!(error = %err, "the database is unavailable (restarting, failing over or unreachable)");
+                ApiError::database_unavailable()
             }
             other => ApiError::internal(other),
         }

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 
 use crate::auth::{Caller, Principal, TokenError};
 use crate::error::{ApiError, ErrorCode};
-use crate::{store, AppState};
+use crate::AppState;
 
 /// A JSON body. Malformed JSON is a 400, wrong types/unknown or missing fields a 422, a missing
 /// content type a 415, each with the envelope and serde's explanation of what is wrong.
@@ -79,7 +79,8 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
 /// The bearer token, verified: signature, expiry, and, for a token minted from an API key, that
 /// the key is still live. A revoked key's tokens are refused from the moment it is revoked, on
 /// every replica: the check is one primary-key lookup in the shared database (no cache that
-/// another replica's revocation would have to invalidate). Tokens without a key (wallet logins,
+/// another replica's revocation would have to invalidate; concurrent requests' lookups are one
+/// statement, [`crate::service::api_keys::LiveKeys`]). Tokens without a key (wallet logins,
 /// the operator's) are bounded by their lifetime only.
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
@@ -108,8 +109,7 @@ impl FromRequestParts<AppState> for Caller {
             ),
         })?;
         if let (Some(key_id), Principal::Account(account)) = (caller.key_id, caller.principal) {
-            let mut conn = state.db.acquire().await?;
-            if !store::api_keys::is_live(&mut conn, key_id, account).await? {
+            if !state.live_keys.call((key_id, account)).await.map_err(ApiError::internal)?? {
                 return Err(ApiError::new(
                     ErrorCode::InvalidToken,
                     "the API key this token was minted from has been revoked, and its tokens with it; get a new \

@@ -53,7 +53,21 @@ pub async fn run<F>(
 where
     F: for<'c> FnOnce(&'c mut PgConnection) -> BoxFuture<'c, ApiResult<JsonReply>>,
 {
-    let mut tx = state.db.begin().await?;
+    run_on(&state.db, principal, key, request_hash, effect).await
+}
+
+/// [`run`] on the pool `db`.
+pub async fn run_on<F>(
+    db: &sqlx::PgPool,
+    principal: Principal,
+    key: Option<String>,
+    request_hash: Vec<u8>,
+    effect: F,
+) -> ApiResult<JsonReply>
+where
+    F: for<'c> FnOnce(&'c mut PgConnection) -> BoxFuture<'c, ApiResult<JsonReply>>,
+{
+    let mut tx = db.begin().await?;
     let Some(key) = key else {
         let reply = effect(&mut tx).await?;
         tx.commit().await?;
@@ -73,7 +87,7 @@ where
         Err(err) if store::is_constraint_violation(&err, "idempotency_keys_pkey") => {
             // A concurrent request with this key won; undo ours and answer with its response.
             drop(tx);
-            let mut conn = state.db.acquire().await?;
+            let mut conn = db.acquire().await?;
             let stored = store::idempotency::find(&mut conn, &scope, &key)
                 .await?
                 .ok_or_else(|| ApiError::internal("idempotency key vanished after a conflict"))?;
@@ -83,7 +97,8 @@ where
     }
 }
 
-fn replay(stored: StoredResponse, request_hash: &[u8]) -> ApiResult<JsonReply> {
+/// The stored response of a key, if `request_hash` is the request it answered.
+pub(crate) fn replay(stored: StoredResponse, request_hash: &[u8]) -> ApiResult<JsonReply> {
     if stored.request_hash != request_hash {
         return Err(ApiError::new(
             ErrorCode::IdempotencyKeyReused,

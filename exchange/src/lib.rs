@@ -24,6 +24,7 @@
 pub mod auth;
 pub mod availability;
 pub mod background;
+pub mod batch;
 pub mod bench;
 pub mod clock;
 pub mod config;
@@ -108,6 +109,12 @@ pub struct AppState {
     pub availability: Arc<availability::Availability>,
     /// Seals and opens webhook endpoints' signing secrets.
     pub webhook_sealer: Arc<webhooks::sealing::Sealer>,
+    /// Withdrawals by group commit.
+    pub withdrawals: service::funds::Withdrawals,
+    /// Whether API keys are live, checked in batches.
+    pub live_keys: service::api_keys::LiveKeys,
+    /// Delivered proofs, verified in batches.
+    pub proof_checks: service::settlement::ProofChecks,
 }
 
 /// The generated admin key's hash: made (and shown once) on the first start without
@@ -205,6 +212,9 @@ impl AppState {
             lease: None,
             availability: Arc::default(),
             webhook_sealer,
+            withdrawals: service::funds::withdrawals(db.clone(), routes::funds::withdrawal_reply),
+            proof_checks: service::settlement::proof_checks(),
+            live_keys: service::api_keys::live_keys(db.clone()),
             read_db: db.clone(),
             direct_db: db.clone(),
             db,
@@ -251,7 +261,11 @@ impl AppState {
     pub async fn circuit(&self, class: &pcx_domain::ProofClass) -> error::ApiResult<pcx_prover_pool::circuit::Circuit> {
         match self.circuits.resolve(&self.db, class).await? {
             pcx_prover_pool::circuit::Circuit::HashChain { size_log2 } => {
-                self.setups.ensure(size_log2).await?;
+                // Installed once per process (after its checks); every proof after the first
+                // skips the database and the per-size lock.
+                if !self.setups.is_installed(size_log2) {
+                    self.setups.ensure(size_log2).await?;
+                }
                 Ok(pcx_prover_pool::circuit::Circuit::HashChain { size_log2 })
             }
             registered => Ok(registered),

@@ -153,6 +153,17 @@ async fn a_database_restart_is_503_with_retry_after_then_recovered_without_a_res
             tokio::spawn(async move { status_of(&http, &url, Some(&buyer)).await })
         })
         .collect();
+    // Withdrawals too (group-committed): answered 503, they must move nothing, also when their
+    // group gets a connection after the database returns.
+    let withdrawals: Vec<_> = (0..4)
+        .map(|_| {
+            let (http, url, buyer) = (http.clone(), client.url("/v1/withdrawals"), buyer.clone());
+            tokio::spawn(async move {
+                let reply = http.post(url).bearer_auth(buyer).json(&serde_json::json!({"amount": "0.5"})).send().await.unwrap();
+                (reply.status().as_u16(), reply.json::<Value>().await.unwrap())
+            })
+        })
+        .collect();
     // pcx notices (it probes every 500 ms) and says so on /health.
     let give_up = Instant::now() + Duration::from_secs(10);
     while health(&http, &client).await != 503 {
@@ -164,6 +175,10 @@ async fn a_database_restart_is_503_with_retry_after_then_recovered_without_a_res
         let (status, retry_after, body, took) = request.await.unwrap();
         assert_eq!((status, body["error"]["code"].as_str()), (503, Some("unavailable")), "in flight at the outage: {body}");
         assert!(retry_after.is_some() && took < Duration::from_secs(5), "in flight at the outage: {took:?}, {retry_after:?}");
+    }
+    for withdrawal in withdrawals {
+        let (status, body) = withdrawal.await.unwrap();
+        assert_eq!((status, body["error"]["code"].as_str()), (503, Some("unavailable")), "a withdrawal at the outage: {body}");
     }
     let (status, retry_after, body, took) = status_of(&http, &client.url("/v1/accounts/me/balances"), Some(&buyer)).await;
     assert_eq!((status, body["error"]["code"].as_str()), (503, Some("unavailable")), "{body}");
@@ -226,5 +241,7 @@ async fn a_database_restart_is_503_with_retry_after_then_recovered_without_a_res
     let url = format!("postgres://postgres:{}@127.0.0.1:{pg_port}/postgres", password.trim());
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
     common::assert_settled_once_without_slashes(&pool, SLOTS, delivered, "a database outage").await;
+    let withdrawn: i64 = sqlx::query_scalar("SELECT count(*) FROM journal_entries WHERE kind = 'withdrawal'").fetch_one(&pool).await.unwrap();
+    assert_eq!(withdrawn, 0, "withdrawals answered 503 moved money");
     pool.close().await;
 }

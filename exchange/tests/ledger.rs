@@ -265,3 +265,172 @@ async fn the_database_refuses_unbalanced_entries_and_rewrites_of_history() {
     assert!(rewrite.is_err(), "the journal is append-only");
     assert_eq!(app.summary().await["balanced"], true);
 }
+
+/// Fires `withdrawals` (token, amount, Idempotency-Key) at once; answers in the same order.
+async fn withdraw_together(app: &common::TestApp, withdrawals: Vec<(String, &str, Option<&str>)>) -> Vec<(u16, serde_json::Value)> {
+    let mut tasks = Vec::new();
+    for (token, amount, key) in withdrawals {
+        let (http, url) = (app.http.clone(), app.url("/v1/withdrawals"));
+        let (amount, key) = (amount.to_owned(), key.map(str::to_owned));
+        tasks.push(tokio::spawn(async move {
+            let mut request = http.post(url).bearer_auth(token).json(&json!({ "amount": amount }));
+            if let Some(key) = key {
+                request = request.header("Idempotency-Key", key);
+            }
+            let reply = request.send().await.unwrap();
+            (reply.status().as_u16(), reply.json::<serde_json::Value>().await.unwrap())
+        }));
+    }
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    answers
+}
+
+fn decimal(value: &serde_json::Value) -> rust_decimal::Decimal {
+    value.as_str().unwrap().parse().unwrap()
+}
+
+/// Withdrawals that arrive together are written by one transaction (group commit), and each is
+/// still answered as if alone: its own entry, its account's balances right after it, and a
+/// refused overdraft holds nobody else back.
+#[tokio::test]
+async fn concurrent_withdrawals_are_committed_together_and_each_answered_as_alone() {
+    let app = spawn_app().await;
+    let mut tokens = Vec::new();
+    for i in 0..12 {
+        let (id, token) = app.account(&format!("w{i}"), "buyer").await;
+        app.deposit(&id, "10").await;
+        tokens.push(token);
+    }
+    // Eight withdrawals of 3 from each balance of 10: three are paid, five refused, per account.
+    let burst: Vec<(String, &str, Option<&str>)> =
+        tokens.iter().flat_map(|t| std::iter::repeat_n((t.clone(), "3", None), 8)).collect();
+    let answers = withdraw_together(&app, burst).await;
+    let mut entry_ids = std::collections::HashSet::new();
+    for (account, answers) in answers.chunks(8).enumerate() {
+        let mut after: Vec<rust_decimal::Decimal> = Vec::new();
+        for (status, body) in answers {
+            match status {
+                201 => {
+                    assert!(entry_ids.insert(body["entry_id"].as_i64().unwrap()), "one entry per withdrawal: {body}");
+                    assert_eq!(decimal(&body["amount"]), rust_decimal::Decimal::from(3));
+                    after.push(decimal(&body["balances"]["available"]));
+                }
+                409 => assert_eq!(body["error"]["code"], "insufficient_funds"),
+                other => panic!("account {account}: unexpected {other}: {body}"),
+            }
+        }
+        after.sort();
+        let expected: Vec<rust_decimal::Decimal> = [1, 4, 7].into_iter().map(rust_decimal::Decimal::from).collect();
+        assert_eq!(after, expected, "account {account}: each answer shows the balance right after its own withdrawal");
+        assert_eq!(decimal(&app.balances(&tokens[account]).await["available"]), rust_decimal::Decimal::ONE);
+    }
+    let summary = app.summary().await;
+    assert_eq!(summary["balanced"], true);
+    assert_eq!(summary["entry_count"], 12 + 36);
+    // Fewer transactions than withdrawals: they were committed in groups.
+    let transactions: i64 =
+        sqlx::query_scalar("SELECT count(DISTINCT xmin::text) FROM journal_entries WHERE kind = 'withdrawal'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert!(transactions < 36, "36 withdrawals in {transactions} transactions");
+}
+
+#[tokio::test]
+async fn concurrent_withdrawals_with_one_key_move_money_once() {
+    let app = spawn_app().await;
+    let (id, token) = app.account("b", "buyer").await;
+    app.deposit(&id, "50").await;
+    let answers = withdraw_together(&app, (0..10).map(|_| (token.clone(), "10", Some("same"))).collect()).await;
+    let ids: std::collections::HashSet<String> = answers
+        .iter()
+        .map(|(status, body)| {
+            assert_eq!(*status, 201, "{body}");
+            body["withdrawal_id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), 1, "every answer names the one withdrawal");
+    assert_eq!(decimal(&app.balances(&token).await["available"]), rust_decimal::Decimal::from(40));
+    assert_eq!(app.summary().await["balanced"], true);
+}
+
+/// A key reused with another amount is refused within a group, alone; the others are paid.
+#[tokio::test]
+async fn a_reused_key_in_a_group_is_refused_alone() {
+    let app = spawn_app().await;
+    let (id, token) = app.account("reuser", "buyer").await;
+    app.deposit(&id, "10").await;
+    let first = app.post_with_key("/v1/withdrawals", Some(&token), Some("k1"), json!({"amount": "1"})).await;
+    assert_eq!(first.status, 201);
+    let mut burst = vec![(token.clone(), "2", Some("k1")), (token.clone(), "1", Some("k1"))];
+    let mut others = Vec::new();
+    for i in 0..6 {
+        let (id, other) = app.account(&format!("o{i}"), "buyer").await;
+        app.deposit(&id, "5").await;
+        burst.push((other.clone(), "5", Some("k1")));
+        others.push(other);
+    }
+    let answers = withdraw_together(&app, burst).await;
+    assert_eq!(answers[0].0, 422, "{}", answers[0].1);
+    assert_eq!(answers[0].1["error"]["code"], "idempotency_key_reused");
+    assert_eq!((answers[1].0, &answers[1].1), (201, &first.body), "the same request again gets the stored answer");
+    for (status, body) in &answers[2..] {
+        assert_eq!(*status, 201, "{body}");
+    }
+    assert_eq!(decimal(&app.balances(&token).await["available"]), rust_decimal::Decimal::from(9));
+    for other in &others {
+        assert_eq!(decimal(&app.balances(other).await["available"]), rust_decimal::Decimal::ZERO);
+    }
+}
+
+/// A group whose transaction fails before its commit (here: another transaction stores one of
+/// its keys first) is run again withdrawal by withdrawal, and each is answered as alone.
+#[tokio::test]
+async fn a_group_that_fails_before_its_commit_is_run_again_one_by_one() {
+    let app = spawn_app().await;
+    let (id, token) = app.account("raced", "buyer").await;
+    app.deposit(&id, "10").await;
+    let mut others = Vec::new();
+    for i in 0..4 {
+        let (id, other) = app.account(&format!("p{i}"), "buyer").await;
+        app.deposit(&id, "10").await;
+        others.push(other);
+    }
+    // Another request's answer under the same key, stored by a transaction still open.
+    let mut racer = app.db.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO idempotency_keys (principal, key, request_hash, status_code, response) VALUES ($1, 'race', $2, 201, '{}')",
+    )
+    .bind(&id)
+    .bind(vec![0u8; 32])
+    .execute(&mut *racer)
+    .await
+    .unwrap();
+    let burst: Vec<(String, &str, Option<&str>)> = std::iter::once((token.clone(), "4", Some("race")))
+        .chain(others.iter().map(|o| (o.clone(), "4", None)))
+        .collect();
+    let answers = {
+        let group = withdraw_together(&app, burst);
+        tokio::pin!(group);
+        // The group waits on the open transaction's key; let it commit.
+        tokio::select! {
+            _ = &mut group => panic!("the group cannot commit before the racing key does"),
+            () = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+        }
+        racer.commit().await.unwrap();
+        group.await
+    };
+    assert_eq!(answers[0].0, 422, "{}", answers[0].1);
+    assert_eq!(answers[0].1["error"]["code"], "idempotency_key_reused");
+    for (status, body) in &answers[1..] {
+        assert_eq!(*status, 201, "{body}");
+    }
+    assert_eq!(decimal(&app.balances(&token).await["available"]), rust_decimal::Decimal::from(10), "the raced key moved nothing");
+    for other in &others {
+        assert_eq!(decimal(&app.balances(other).await["available"]), rust_decimal::Decimal::from(6));
+    }
+    assert_eq!(app.summary().await["balanced"], true);
+}

@@ -111,6 +111,36 @@ pub enum Verdict {
     Invalid,
 }
 
+/// A submitted proof, decoded ([`Circuit::claim`]).
+#[derive(Debug, Clone)]
+pub enum Claimed {
+    /// It decodes; whether it is valid is still to be checked.
+    Checkable(ProofClaim),
+    /// It does not decode: invalid.
+    Malformed,
+}
+
+/// A decoded proof with the statement it must prove and the key to check it with.
+#[derive(Debug, Clone)]
+pub struct ProofClaim {
+    /// The circuit's verifying key.
+    pub verifying_key: Arc<PreparedVerifyingKey<Bn254>>,
+    /// The slot's public inputs.
+    pub public_inputs: Vec<Fr>,
+    /// The proof.
+    pub proof: ark_groth16::Proof<Bn254>,
+}
+
+impl ProofClaim {
+    /// The verdict once checked: valid with its public signals, or invalid.
+    pub fn verdict(&self, valid: bool) -> Verdict {
+        match valid {
+            true => Verdict::Valid { public_signals: self.public_inputs.iter().map(field_to_decimal).collect() },
+            false => Verdict::Invalid,
+        }
+    }
+}
+
 impl Circuit {
     /// The built-in circuit of a class, or why it is not one (registered circuits are resolved
     /// by the exchange, which holds their artifacts).
@@ -181,12 +211,25 @@ impl Circuit {
     /// Verifies `proof` (its wire text) for stored input `input`. A proof that does not decode is
     /// [`Verdict::Invalid`]; only a missing key is an error.
     pub fn verify(&self, keys: &KeyStore, input: &str, proof: &str) -> Result<Verdict, VerifyError> {
-        let inputs = self.public_inputs(input).map_err(VerifyError::StoredInput)?;
-        let pvk = self.verifying_key(keys)?;
-        let valid = decode_proof(proof).is_ok_and(|proof| crate::groth16::verify(&pvk, &inputs, &proof));
-        Ok(match valid {
-            true => Verdict::Valid { public_signals: inputs.iter().map(field_to_decimal).collect() },
-            false => Verdict::Invalid,
+        Ok(match self.claim(keys, input, proof)? {
+            Claimed::Checkable(claim) => {
+                let valid = crate::groth16::verify(&claim.verifying_key, &claim.public_inputs, &claim.proof);
+                claim.verdict(valid)
+            }
+            Claimed::Malformed => Verdict::Invalid,
+        })
+    }
+
+    /// What a submitted proof claims, decoded, ready to be verified alone or in a batch
+    /// ([`crate::batch_verify`]) with other claims under the same key. Decoding checks that the
+    /// points are on the curve and in the right subgroup; a proof that does not decode is
+    /// [`Claimed::Malformed`]; only a missing key is an error.
+    pub fn claim(&self, keys: &KeyStore, input: &str, proof: &str) -> Result<Claimed, VerifyError> {
+        let public_inputs = self.public_inputs(input).map_err(VerifyError::StoredInput)?;
+        let verifying_key = self.verifying_key(keys)?;
+        Ok(match decode_proof(proof) {
+            Ok(proof) => Claimed::Checkable(ProofClaim { verifying_key, public_inputs, proof }),
+            Err(_) => Claimed::Malformed,
         })
     }
 

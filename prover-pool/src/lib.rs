@@ -29,6 +29,7 @@
 //!   the `pcx prover bench` command.
 
 pub mod agent;
+pub mod batch_verify;
 pub mod bench;
 pub mod circuit;
 pub mod circom;

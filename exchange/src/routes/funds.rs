@@ -196,24 +196,25 @@ pub async fn withdraw(
 ) -> ApiResult<Response> {
     let account = caller.account()?;
     let amount = validate::positive_amount("amount", &req.amount)?;
-    let hash = idempotency::request_hash("POST /v1/withdrawals", &amount.to_string());
-    let replied = idempotency::run(&state, caller.principal, key, hash, move |conn| {
-        Box::pin(async move {
-            let done = funds::withdraw(conn, account, amount).await?;
-            reply(
-                StatusCode::CREATED,
-                &WithdrawalResponse {
-                    withdrawal_id: done.id,
-                    entry_id: done.entry_id,
-                    amount,
-                    balances: done.balances.into(),
-                    created_at: done.created_at,
-                },
-            )
-        })
-    })
-    .await?;
+    let request_hash = idempotency::request_hash("POST /v1/withdrawals", &amount.to_string());
+    let (_waiting, abandoned) = crate::batch::Waiting::start();
+    let request = funds::WithdrawalRequest { principal: caller.principal, account, amount, key, request_hash, abandoned };
+    let replied = state.withdrawals.call(request).await.map_err(ApiError::internal)??;
     Ok(respond(replied))
+}
+
+/// The answer to a completed withdrawal (stored with its `Idempotency-Key`).
+pub fn withdrawal_reply(done: &funds::Movement, amount: Money) -> ApiResult<idempotency::JsonReply> {
+    reply(
+        StatusCode::CREATED,
+        &WithdrawalResponse {
+            withdrawal_id: done.id,
+            entry_id: done.entry_id,
+            amount,
+            balances: done.balances.into(),
+            created_at: done.created_at,
+        },
+    )
 }
 
 /// An operator's deposit.

@@ -7,18 +7,50 @@
 //! 401 `invalid_api_key`, as for a key that never existed), and the tokens it already minted are
 //! refused from the next request on, because each names its key (`key_id`) and the `Caller`
 //! extractor checks that the key is live (a primary-key lookup in the database every replica
-//! shares, so there is no cache to invalidate).
+//! shares, so there is no cache to invalidate). The checks of concurrent requests are made by one
+//! statement ([`LiveKeys`]); each still reads the database after its request arrived.
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use pcx_domain::AccountId;
 
 use crate::auth;
+use crate::batch::Batcher;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::store::{self, accounts::AccountRow, api_keys::ApiKeyRow};
 use crate::AppState;
+
+/// Whether an API key (id, account) is live, for the `Caller` extractor: the checks that arrive
+/// together are one statement ([`crate::batch`]).
+pub type LiveKeys = Batcher<(Uuid, AccountId), ApiResult<bool>>;
+
+/// Key checks per statement at most.
+const KEY_CHECKS_PER_STATEMENT: usize = 256;
+
+/// The [`LiveKeys`] of `db`, two statements in flight at most.
+pub fn live_keys(db: PgPool) -> LiveKeys {
+    Batcher::new(
+        KEY_CHECKS_PER_STATEMENT,
+        2,
+        Arc::new(move |keys: Vec<(Uuid, AccountId)>| {
+            let db = db.clone();
+            Box::pin(async move {
+                let live = match db.acquire().await {
+                    Ok(mut conn) => store::api_keys::live_among(&mut conn, &keys).await,
+                    Err(err) => Err(err),
+                };
+                match live {
+                    Ok(live) => keys.iter().map(|(id, _)| Ok(live.contains(id))).collect(),
+                    Err(err) => vec![Err(ApiError::from(err)); keys.len()],
+                }
+            })
+        }),
+    )
+}
 
 /// Most live (unrevoked) keys an account may hold.
 pub const MAX_LIVE_KEYS: u64 = 20;

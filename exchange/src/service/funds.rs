@@ -1,13 +1,20 @@
-//! Deposits and withdrawals: each is one journal entry, posted in the caller's transaction.
+//! Deposits and withdrawals: each is one journal entry, posted in the caller's transaction;
+//! withdrawals that arrive together are written by one transaction ([`Withdrawals`]).
+
+use std::collections::HashSet;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use pcx_domain::{AccountId, JournalEntry, Money};
 
+use crate::auth::Principal;
+use crate::batch::{Abandoned, Batcher};
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::store::{self, ledger::PostError};
+use crate::idempotency::{self, JsonReply};
+use crate::store::{self, idempotency::StoredResponse, ledger::{Covered, CoveredOutcome, PostError}};
 
 /// A completed movement.
 #[derive(Debug, Clone)]
@@ -69,4 +76,199 @@ pub async fn withdraw(conn: &mut PgConnection, account: AccountId, amount: Money
     let posted = store::ledger::post(conn, &entry).await.map_err(|e| post_error(e, "withdrawal"))?;
     let balances = store::ledger::balances(conn, account).await?;
     Ok(Movement { id, entry_id: posted.entry_id, reference, balances, created_at: posted.created_at })
+}
+
+/// A withdrawal as a request asks for it, for [`Withdrawals`].
+#[derive(Debug, Clone)]
+pub struct WithdrawalRequest {
+    /// Who asks (the idempotency key's scope).
+    pub principal: Principal,
+    /// The account paid out of.
+    pub account: AccountId,
+    /// How much.
+    pub amount: Money,
+    /// The request's `Idempotency-Key`.
+    pub key: Option<String>,
+    /// [`idempotency::request_hash`] of the request.
+    pub request_hash: Vec<u8>,
+    /// Set when the request stopped waiting: then it is not withdrawn.
+    pub abandoned: Abandoned,
+}
+
+/// The answer to a completed withdrawal (what the route returns and an `Idempotency-Key` stores).
+pub type WithdrawalReply = fn(&Movement, Money) -> ApiResult<JsonReply>;
+
+/// Withdrawals by group commit (see [`crate::batch`]): the withdrawals that arrive together are
+/// written by one transaction — their balances locked and checked in one statement, their entries
+/// and postings in another, their idempotency keys in a third — and each request is answered
+/// after that commit. The guarantees are those of one withdrawal per transaction: a refused
+/// withdrawal (409 `insufficient_funds`) writes nothing and does not hold the others back, an
+/// account moves at most once per transaction (a second withdrawal of it waits for the next), and
+/// a transaction that fails before its commit is run again withdrawal by withdrawal, which answers
+/// each exactly as alone (unless the database is down: then each is answered 503). A request that
+/// stopped waiting before its group held a connection (answered 503 during an outage, timed out)
+/// moves nothing, as when its own transaction was dropped with it.
+pub type Withdrawals = Batcher<WithdrawalRequest, ApiResult<JsonReply>>;
+
+/// Withdrawals per group commit at most.
+const WITHDRAWALS_PER_COMMIT: usize = 256;
+
+/// The [`Withdrawals`] of `db`, answering with `reply`. Two transactions may be in flight, so
+/// one gathers its batch while the other waits for its commit to be flushed.
+pub fn withdrawals(db: PgPool, reply: WithdrawalReply) -> Withdrawals {
+    Batcher::new(
+        WITHDRAWALS_PER_COMMIT,
+        2,
+        Arc::new(move |requests| {
+            let db = db.clone();
+            Box::pin(async move { withdraw_together(&db, reply, requests).await })
+        }),
+    )
+}
+
+/// One batch: transactions of distinct accounts, one after the other.
+async fn withdraw_together(db: &PgPool, reply: WithdrawalReply, requests: Vec<WithdrawalRequest>) -> Vec<ApiResult<JsonReply>> {
+    tracing::debug!(withdrawals = requests.len(), "group commit");
+    let mut answers: Vec<Option<ApiResult<JsonReply>>> = vec![None; requests.len()];
+    let mut pending: Vec<usize> = (0..requests.len()).collect();
+    while !pending.is_empty() {
+        let mut accounts = HashSet::new();
+        let (round, later): (Vec<usize>, Vec<usize>) = pending.iter().partition(|&&i| accounts.insert(requests[i].account));
+        let batch: Vec<&WithdrawalRequest> = round.iter().map(|&i| &requests[i]).collect();
+        match withdraw_in_one_transaction(db, reply, &batch).await {
+            Ok(done) => {
+                for (i, answer) in round.iter().zip(done) {
+                    answers[*i] = Some(answer);
+                }
+            }
+            Err(unwritten) => match unwritten.unavailable() {
+                // The database is down: one by one would only wait out each connection attempt.
+                Some(err) => {
+                    for &i in &round {
+                        answers[i] = Some(Err(err.clone()));
+                    }
+                }
+                None => {
+                    tracing::debug!(error = %unwritten, withdrawals = round.len(), "group commit failed before its commit; one by one");
+                    for &i in &round {
+                        answers[i] = Some(match requests[i].abandoned.is_set() {
+                            true => Err(ApiError::database_unavailable()),
+                            false => withdraw_alone(db, reply, &requests[i]).await,
+                        });
+                    }
+                }
+            },
+        }
+        pending = later;
+    }
+    answers.into_iter().map(|a| a.unwrap_or_else(|| Err(ApiError::internal("a withdrawal was left unanswered")))).collect()
+}
+
+/// Why a group transaction failed before it committed (it wrote nothing).
+#[derive(Debug, thiserror::Error)]
+enum Unwritten {
+    /// A statement failed or the connection did (kept unconverted: a key stored first by a
+    /// concurrent request is not an incident, the one-by-one run answers it).
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+    /// The ledger refused the group's postings.
+    #[error("the ledger refused the group's postings: {0}")]
+    Ledger(#[from] PostError),
+}
+
+impl Unwritten {
+    /// The answer for every withdrawal of the group when the database does not answer.
+    fn unavailable(&self) -> Option<ApiError> {
+        let err = match self {
+            Unwritten::Db(err) | Unwritten::Ledger(PostError::Db(err)) => err,
+            Unwritten::Ledger(_) => return None,
+        };
+        crate::error::database_unavailable(err).then(ApiError::database_unavailable)
+    }
+}
+
+/// One withdrawal in a transaction of its own (the route's path before group commit).
+async fn withdraw_alone(db: &PgPool, reply: WithdrawalReply, request: &WithdrawalRequest) -> ApiResult<JsonReply> {
+    let (account, amount) = (request.account, request.amount);
+    idempotency::run_on(db, request.principal, request.key.clone(), request.request_hash.clone(), move |conn| {
+        Box::pin(async move { reply(&withdraw(conn, account, amount).await?, amount) })
+    })
+    .await
+}
+
+/// The withdrawals of `batch` (of distinct accounts) in one transaction. `Ok` holds every
+/// request's answer, also the refused ones; an error before the commit means nothing was written.
+async fn withdraw_in_one_transaction(
+    db: &PgPool,
+    reply: WithdrawalReply,
+    batch: &[&WithdrawalRequest],
+) -> Result<Vec<ApiResult<JsonReply>>, Unwritten> {
+    // The group's statements are the same every time: a generic plan spares planning them anew
+    // for each batch (PostgreSQL would keep choosing custom plans for their array parameters).
+    let mut tx = db.begin_with("BEGIN; SET LOCAL plan_cache_mode = force_generic_plan").await?;
+    let mut answers: Vec<Option<ApiResult<JsonReply>>> = vec![None; batch.len()];
+    // A request answered meanwhile (say 503 while this waited for a connection) moves nothing.
+    for (answer, request) in answers.iter_mut().zip(batch) {
+        if request.abandoned.is_set() {
+            *answer = Some(Err(ApiError::database_unavailable()));
+        }
+    }
+    // Replays first: a key already answered gets its stored response and moves nothing.
+    let scoped: Vec<(String, String)> =
+        batch.iter().filter_map(|r| r.key.as_ref().map(|key| (r.principal.subject(), key.clone()))).collect();
+    let stored = store::idempotency::find_many(&mut tx, &scoped).await?;
+    for (answer, request) in answers.iter_mut().zip(batch).filter(|(a, _)| a.is_none()) {
+        if let Some(key) = &request.key {
+            if let Some(found) = stored.get(&(request.principal.subject(), key.clone())) {
+                *answer = Some(idempotency::replay(found.clone(), &request.request_hash));
+            }
+        }
+    }
+    // Then the movements, each checked against its account's balance as locked now.
+    let mut moving: Vec<(usize, Uuid, JournalEntry)> = Vec::new();
+    for (i, request) in batch.iter().enumerate() {
+        if answers[i].is_some() {
+            continue;
+        }
+        let id = Uuid::new_v4();
+        match JournalEntry::withdrawal(request.account, request.amount, format!("withdrawal:{id}")) {
+            Ok(entry) => moving.push((i, id, entry)),
+            Err(e) => answers[i] = Some(Err(ApiError::new(ErrorCode::InvalidAmount, e.to_string()))),
+        }
+    }
+    let payments: Vec<Covered<'_>> =
+        moving.iter().map(|(i, _, entry)| Covered { entry, payer: batch[*i].account, amount: batch[*i].amount }).collect();
+    let outcomes = store::ledger::post_covered(&mut tx, &payments).await?;
+    let mut to_store: Vec<(String, &str, StoredResponse)> = Vec::new();
+    for ((i, id, entry), outcome) in moving.iter().zip(outcomes) {
+        let request = batch[*i];
+        let answer = match outcome {
+            CoveredOutcome::Posted(posted, balances) => {
+                let movement = Movement {
+                    id: *id,
+                    entry_id: posted.entry_id,
+                    reference: entry.reference().to_owned(),
+                    balances,
+                    created_at: posted.created_at,
+                };
+                reply(&movement, request.amount)
+            }
+            CoveredOutcome::NotCovered => Err(post_error(PostError::InsufficientFunds, "withdrawal")),
+            CoveredOutcome::NoAccount => Err(post_error(PostError::UnknownAccount, "withdrawal")),
+        };
+        if let (Some(key), Ok((status, body))) = (&request.key, &answer) {
+            let response = StoredResponse { request_hash: request.request_hash.clone(), status_code: status.as_u16(), body: body.clone() };
+            to_store.push((request.principal.subject(), key.as_str(), response));
+        }
+        answers[*i] = Some(answer);
+    }
+    let stores: Vec<(&str, &str, &StoredResponse)> = to_store.iter().map(|(p, k, r)| (p.as_str(), *k, r)).collect();
+    store::idempotency::store_many(&mut tx, &stores).await?;
+    // A failed commit may still have committed (the answer was lost): it is answered as an
+    // error, never run again, as a withdrawal alone would be.
+    if let Err(err) = tx.commit().await {
+        let err = ApiError::from(err);
+        return Ok(vec![Err(err); batch.len()]);
+    }
+    Ok(answers.into_iter().map(|a| a.unwrap_or_else(|| Err(ApiError::internal("a withdrawal was left unanswered")))).collect())
 }

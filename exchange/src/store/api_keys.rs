@@ -96,16 +96,18 @@ pub async fn use_live(conn: &mut PgConnection, key_hash: &[u8], now: DateTime<Ut
     .transpose()
 }
 
-/// True when `key_id` is a live key of `account` (the check of every request whose token names
-/// a key: one primary-key lookup).
-pub async fn is_live(conn: &mut PgConnection, key_id: Uuid, account: AccountId) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM api_keys WHERE id = $1 AND account_id = $2 AND revoked_at IS NULL)",
+/// Which of `keys` (pairs of key id and account) are live: one statement for a batch of checks.
+pub async fn live_among(conn: &mut PgConnection, keys: &[(Uuid, AccountId)]) -> Result<std::collections::HashSet<Uuid>, sqlx::Error> {
+    let (ids, accounts): (Vec<Uuid>, Vec<Uuid>) = keys.iter().map(|(id, account)| (*id, account.0)).unzip();
+    let live: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT k.id FROM unnest($1::uuid[], $2::uuid[]) AS wanted (id, account_id)
+           JOIN api_keys k ON k.id = wanted.id AND k.account_id = wanted.account_id AND k.revoked_at IS NULL",
     )
-    .bind(key_id)
-    .bind(account.0)
-    .fetch_one(conn)
-    .await
+    .bind(&ids)
+    .bind(&accounts)
+    .fetch_all(conn)
+    .await?;
+    Ok(live.into_iter().collect())
 }
 
 /// Every key of `account`, oldest first.

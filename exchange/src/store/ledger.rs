@@ -85,6 +85,149 @@ pub async fn post(conn: &mut PgConnection, entry: &JournalEntry) -> Result<Poste
     }
 }
 
+/// A payment out of a user's available balance, for [`post_covered`]: its entry, who pays and
+/// how much.
+#[derive(Debug, Clone)]
+pub struct Covered<'a> {
+    /// The entry (its postings take `amount` from `payer`'s available balance).
+    pub entry: &'a JournalEntry,
+    /// Whose available balance pays.
+    pub payer: AccountId,
+    /// What it takes from that balance.
+    pub amount: Money,
+}
+
+/// What [`post_covered`] did with one payment.
+#[derive(Debug, Clone, Copy)]
+pub enum CoveredOutcome {
+    /// Posted; the payer's balances afterwards.
+    Posted(Posted, Balances),
+    /// The payer's available balance does not cover it: nothing written.
+    NotCovered,
+    /// The payer has no available balance (no such account): nothing written.
+    NoAccount,
+}
+
+/// Posts the payments whose payer's available balance covers them, in one statement: the payers'
+/// available balances are locked in ledger-account order and read, the covered entries and their
+/// postings inserted (the ledger's statement triggers run once for all), and each payment's
+/// outcome returned with the payer's balances afterwards. Payers must be distinct (a payer's
+/// second payment would be checked against the balance before its first). The balance check in
+/// the schema still stands behind the one made here.
+pub async fn post_covered(conn: &mut PgConnection, payments: &[Covered<'_>]) -> Result<Vec<CoveredOutcome>, PostError> {
+    if payments.is_empty() {
+        return Ok(Vec::new());
+    }
+    let kinds: Vec<&str> = payments.iter().map(|p| p.entry.kind().as_str()).collect();
+    let references: Vec<&str> = payments.iter().map(|p| p.entry.reference()).collect();
+    let payers: Vec<Uuid> = payments.iter().map(|p| p.payer.0).collect();
+    let amounts: Vec<Decimal> = payments.iter().map(|p| p.amount.as_decimal()).collect();
+    let (mut of_entry, mut owners, mut accounts, mut posted_amounts) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for payment in payments {
+        for p in payment.entry.postings() {
+            of_entry.push(payment.entry.reference());
+            owners.push(owner_uuid(p.account.owner));
+            accounts.push(p.account.kind.as_str());
+            posted_amounts.push(p.amount.as_decimal());
+        }
+    }
+    type Row = (String, Option<i64>, Option<DateTime<Utc>>, Option<Decimal>, Option<Decimal>, Option<Decimal>, i64);
+    let result: Result<Vec<Row>, sqlx::Error> = sqlx::query_as(
+        "WITH wanted AS (
+             SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::numeric[]) WITH ORDINALITY
+                    AS w (kind, reference, payer, amount, n)
+         ), locked AS (
+             SELECT owner_id, balance FROM ledger_accounts
+              WHERE owner_id IN (SELECT payer FROM wanted) AND kind = 'available'
+              ORDER BY id
+                FOR NO KEY UPDATE
+         ), entries AS (
+             INSERT INTO journal_entries (kind, reference)
+             SELECT w.kind, w.reference FROM wanted w JOIN locked l ON l.owner_id = w.payer
+              WHERE w.amount <= l.balance
+              ORDER BY w.n
+             RETURNING id, reference, created_at
+         ), posted AS (
+             INSERT INTO postings (entry_id, ledger_account_id, amount)
+             SELECT entries.id, la.id, p.amount
+               FROM unnest($5::text[], $6::uuid[], $7::text[], $8::numeric[]) AS p (reference, owner_id, kind, amount)
+                    JOIN entries ON entries.reference = p.reference
+                    JOIN ledger_accounts la ON la.owner_id = p.owner_id AND la.kind = p.kind
+              ORDER BY la.id
+             RETURNING entry_id
+         )
+         SELECT w.reference, e.id, e.created_at, l.balance,
+                (SELECT balance FROM ledger_accounts WHERE owner_id = w.payer AND kind = 'escrow'),
+                (SELECT balance FROM ledger_accounts WHERE owner_id = w.payer AND kind = 'bonded'),
+                (SELECT count(*) FROM posted)
+           FROM wanted w
+                LEFT JOIN locked l ON l.owner_id = w.payer
+                LEFT JOIN entries e ON e.reference = w.reference
+          ORDER BY w.n",
+    )
+    .bind(&kinds)
+    .bind(&references)
+    .bind(&payers)
+    .bind(&amounts)
+    .bind(&of_entry)
+    .bind(&owners)
+    .bind(&accounts)
+    .bind(&posted_amounts)
+    .fetch_all(conn)
+    .await;
+    let rows = match result {
+        Ok(rows) => rows,
+        Err(err) if is_constraint_violation(&err, "ledger_accounts_balance_non_negative") => {
+            return Err(PostError::InsufficientFunds)
+        }
+        Err(err) => return Err(PostError::Db(err)),
+    };
+    if rows.len() != payments.len() {
+        return Err(PostError::UnknownAccount);
+    }
+    let money = |d: Option<Decimal>| Money::from_decimal(d.unwrap_or_default()).map_err(|e| PostError::Db(sqlx::Error::Decode(Box::new(e))));
+    let mut postings_expected = 0usize;
+    let mut outcomes = Vec::with_capacity(rows.len());
+    for ((_, entry_id, created_at, available, escrow, bonded, _), payment) in rows.iter().zip(payments) {
+        let outcome = match (entry_id, created_at, available) {
+            (Some(entry_id), Some(created_at), Some(before)) => {
+                postings_expected += payment.entry.postings().len();
+                let after = before.checked_sub(payment.amount.as_decimal()).ok_or(PostError::InsufficientFunds)?;
+                let balances = Balances { available: money(Some(after))?, escrow: money(*escrow)?, bonded: money(*bonded)? };
+                CoveredOutcome::Posted(Posted { entry_id: *entry_id, created_at: *created_at }, balances)
+            }
+            (_, _, Some(_)) => CoveredOutcome::NotCovered,
+            (_, _, None) => CoveredOutcome::NoAccount,
+        };
+        outcomes.push(outcome);
+    }
+    if usize::try_from(rows[0].6).ok() != Some(postings_expected) {
+        return Err(PostError::UnknownAccount);
+    }
+    Ok(outcomes)
+}
+
+/// The balances of several accounts, by account.
+pub async fn balances_of(conn: &mut PgConnection, accounts: &[Uuid]) -> Result<std::collections::HashMap<Uuid, Balances>, sqlx::Error> {
+    let rows: Vec<(Uuid, String, Decimal)> =
+        sqlx::query_as("SELECT owner_id, kind, balance FROM ledger_accounts WHERE owner_id = ANY($1)")
+            .bind(accounts)
+            .fetch_all(conn)
+            .await?;
+    let mut out: std::collections::HashMap<Uuid, Balances> = std::collections::HashMap::new();
+    for (owner, kind, balance) in rows {
+        let money = Money::from_decimal(balance).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        let balances = out.entry(owner).or_default();
+        match AccountKind::parse(&kind) {
+            Some(AccountKind::Available) => balances.available = money,
+            Some(AccountKind::Escrow) => balances.escrow = money,
+            Some(AccountKind::Bonded) => balances.bonded = money,
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
 /// A user's balances.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Balances {
@@ -98,22 +241,7 @@ pub struct Balances {
 
 /// The balances of an account.
 pub async fn balances(conn: &mut PgConnection, account: AccountId) -> Result<Balances, sqlx::Error> {
-    let rows: Vec<(String, Decimal)> =
-        sqlx::query_as("SELECT kind, balance FROM ledger_accounts WHERE owner_id = $1")
-            .bind(account.0)
-            .fetch_all(conn)
-            .await?;
-    let mut out = Balances::default();
-    for (kind, balance) in rows {
-        let money = Money::from_decimal(balance).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-        match AccountKind::parse(&kind) {
-            Some(AccountKind::Available) => out.available = money,
-            Some(AccountKind::Escrow) => out.escrow = money,
-            Some(AccountKind::Bonded) => out.bonded = money,
-            _ => {}
-        }
-    }
-    Ok(out)
+    Ok(balances_of(conn, &[account.0]).await?.remove(&account.0).unwrap_or_default())
 }
 
 /// Bonded balances of `provers`, unlocked (a read for quoting).

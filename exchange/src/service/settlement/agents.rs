@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use pcx_domain::AccountId;
-use pcx_prover_pool::circuit::Verdict;
+use pcx_prover_pool::circuit::{Claimed, Verdict};
 use pcx_settlement::slot;
 use pcx_settlement::state::{JobFailure, SlotState};
 use pcx_settlement::timing::expected_prove;
@@ -119,8 +119,9 @@ pub struct SubmitOutcome {
 }
 
 /// Verifies and settles a proof `prover` submits for `job_id`, honouring `key` (the agents use
-/// the job id): the proof is checked first, with no database connection held, then the slot is
-/// delivered (or the job failed as invalid) in one transaction.
+/// the job id): the proof is checked first, with no database connection held (in a batch with
+/// the proofs that arrive with it, [`super::proof_checks`]), then the slot is delivered (or the
+/// job failed as invalid) in one transaction.
 pub async fn submit(
     state: &AppState,
     principal: Principal,
@@ -137,13 +138,17 @@ pub async fn submit(
     let input = ticket.input.clone().ok_or_else(|| ApiError::internal("a proving slot has no input"))?;
     let circuit = state.circuit(&ticket.class).await?;
     let (keys, text) = (state.keys.clone(), proof.clone());
-    let verdict = tokio::task::spawn_blocking(move || circuit.verify(&keys, &input, &text))
+    let claimed = tokio::task::spawn_blocking(move || circuit.claim(&keys, &input, &text))
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
+    let verdict = match claimed {
+        Claimed::Checkable(claim) => state.proof_checks.call(claim).await.map_err(ApiError::internal)?,
+        Claimed::Malformed => Verdict::Invalid,
+    };
+    let (contract, n) = (ticket.contract_id, ticket.n);
     contended("settle a proof", || {
         let (app, verdict, proof) = (state.clone(), verdict.clone(), proof.clone());
-        let (contract, n) = (ticket.contract_id, ticket.n);
         idempotency::run(state, principal, key.clone(), request_hash.clone(), move |conn| {
             Box::pin(async move {
                 let outcome = settle_proof(conn, &app, prover, job_id, (contract, n), &proof, verdict).await?;

@@ -8,7 +8,7 @@
 //! ```text
 //! tick ─ slots::open_due      store::slots::lock ─▶ pcx_settlement::slot::open ─▶ apply::settle | apply::offer
 //! agent ─ agents::claim       store::jobs::claimable ─▶ pcx_settlement::slot::claim ─▶ store::jobs::mark_claimed
-//! agent ─ agents::submit      Circuit::verify (no connection held) ─▶ store::slots::lock, store::jobs::lock
+//! agent ─ agents::submit      Circuit::claim, proof_checks (batched; no connection held) ─▶ store::slots::lock, store::jobs::lock
 //!                             ─▶ pcx_settlement::slot::deliver ─▶ apply::delivery (job, slot, payment, record)
 //! tick ─ slots::expire_due    ─▶ pcx_settlement::slot::fail ─▶ apply::failure (slash, next job to the backup)
 //! tick ─ slots::miss_due      ─▶ pcx_settlement::slot::miss ─▶ apply::settle (refund)
@@ -28,6 +28,7 @@ mod apply;
 mod collateral;
 mod context;
 mod contracts;
+mod proof_checks;
 mod slots;
 
 use chrono::{DateTime, Utc};
@@ -35,6 +36,7 @@ use chrono::{DateTime, Utc};
 pub use agents::{claim, release, submit, SubmitOutcome, Wanted};
 pub use collateral::live_exposure;
 pub use context::AGENT_LIVE;
+pub use proof_checks::{proof_checks, ProofChecks};
 
 use crate::background::SCHEDULER;
 use crate::error::ApiResult;

@@ -1,0 +1,268 @@
+//! Doing together what concurrent requests ask for one by one: a [`Batcher`] queues the items its
+//! callers hand it and processes whatever has queued as one batch (a group commit of withdrawals,
+//! one batch verification of proofs), then answers each caller with its own result.
+//!
+//! Nothing waits on a timer: the first item starts a batch at once, and what arrives while a batch
+//! runs forms the next one, so batches grow with the load and a lone request goes alone. At most
+//! `max_in_flight` batches run at a time, each of at most `max_batch` items. Batches run on tasks
+//! of their own, so a caller that goes away (a client hanging up) neither stops nor spoils the
+//! batch its item is in; an item whose caller went away before its batch began is left out.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures_util::future::BoxFuture;
+use tokio::sync::oneshot;
+
+/// Processes one batch: one result per item, in the items' order.
+pub type Process<T, R> = Arc<dyn Fn(Vec<T>) -> BoxFuture<'static, Vec<R>> + Send + Sync>;
+
+/// Whether the caller of a batched item stopped waiting for its answer (its request timed out, was
+/// answered 503 while the database was down, or its client went away). A batch that writes checks
+/// it once it holds its connection, so that nothing is done for a request already answered.
+#[derive(Debug, Clone, Default)]
+pub struct Abandoned(Arc<AtomicBool>);
+
+impl Abandoned {
+    /// True once the caller stopped waiting.
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// Held by a caller while it waits for a batched answer: when dropped (also when the caller's
+/// future is dropped), its [`Abandoned`] is set.
+#[derive(Debug)]
+pub struct Waiting(Arc<AtomicBool>);
+
+impl Waiting {
+    /// A caller waiting, and the flag its item carries.
+    pub fn start() -> (Waiting, Abandoned) {
+        let flag = Arc::new(AtomicBool::new(false));
+        (Waiting(Arc::clone(&flag)), Abandoned(flag))
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// Why a batched call has no result.
+#[derive(Debug, thiserror::Error)]
+#[error("the batch this request was in ended without an answer for it")]
+pub struct Unanswered;
+
+/// See the module docs.
+pub struct Batcher<T, R> {
+    inner: Arc<Inner<T, R>>,
+}
+
+impl<T, R> Clone for Batcher<T, R> {
+    fn clone(&self) -> Self {
+        Batcher { inner: Arc::clone(&self.inner) }
+    }
+}
+
+impl<T, R> std::fmt::Debug for Batcher<T, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batcher").field("max_batch", &self.inner.max_batch).field("max_in_flight", &self.inner.max_in_flight).finish()
+    }
+}
+
+struct Inner<T, R> {
+    max_batch: usize,
+    max_in_flight: usize,
+    process: Process<T, R>,
+    queue: Mutex<Queue<T, R>>,
+}
+
+struct Queue<T, R> {
+    waiting: VecDeque<(T, oneshot::Sender<R>)>,
+    in_flight: usize,
+}
+
+impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
+    /// A batcher that hands batches of at most `max_batch` items to `process`, at most
+    /// `max_in_flight` at a time (both at least one).
+    pub fn new(max_batch: usize, max_in_flight: usize, process: Process<T, R>) -> Self {
+        let queue = Mutex::new(Queue { waiting: VecDeque::new(), in_flight: 0 });
+        Batcher { inner: Arc::new(Inner { max_batch: max_batch.max(1), max_in_flight: max_in_flight.max(1), process, queue }) }
+    }
+
+    /// Queues `item` and waits for its result. Must be called on a Tokio runtime.
+    pub async fn call(&self, item: T) -> Result<R, Unanswered> {
+        let (answer, answered) = oneshot::channel();
+        let start_one = {
+            let mut queue = self.inner.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            queue.waiting.push_back((item, answer));
+            let start = queue.in_flight < self.inner.max_in_flight;
+            if start {
+                queue.in_flight += 1;
+            }
+            start
+        };
+        if start_one {
+            tokio::spawn(drain(Arc::clone(&self.inner)));
+        }
+        answered.await.map_err(|_| Unanswered)
+    }
+}
+
+/// Runs batches until the queue is empty. The in-flight count it holds is given back when it
+/// stops, also by a panic in `process` (whose callers then get [`Unanswered`]).
+async fn drain<T: Send + 'static, R: Send + 'static>(inner: Arc<Inner<T, R>>) {
+    struct Counted<T, R> {
+        inner: Arc<Inner<T, R>>,
+        counted: bool,
+    }
+    impl<T, R> Drop for Counted<T, R> {
+        fn drop(&mut self) {
+            if self.counted {
+                self.inner.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).in_flight -= 1;
+            }
+        }
+    }
+    let mut this = Counted { inner, counted: true };
+    loop {
+        let batch: Vec<(T, oneshot::Sender<R>)> = {
+            let mut queue = this.inner.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let n = queue.waiting.len().min(this.inner.max_batch);
+            if n == 0 {
+                // Decided under the lock, so an item queued from now on starts a drain of its own.
+                queue.in_flight -= 1;
+                drop(queue);
+                this.counted = false;
+                return;
+            }
+            // A caller that went away before its batch began (its request timed out, its client
+            // hung up) is left out: nothing is done for an answer nobody waits for.
+            queue.waiting.drain(..n).filter(|(_, answer)| !answer.is_closed()).collect()
+        };
+        if batch.is_empty() {
+            continue;
+        }
+        let (items, answers): (Vec<T>, Vec<oneshot::Sender<R>>) = batch.into_iter().unzip();
+        let results = (this.inner.process)(items).await;
+        debug_assert_eq!(results.len(), answers.len(), "a batch must answer every item");
+        for (answer, result) in answers.into_iter().zip(results) {
+            // A caller that went away no longer wants its answer.
+            let _ = answer.send(result);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    fn doubling(sizes: Arc<Mutex<Vec<usize>>>, running: Arc<AtomicUsize>, most: Arc<AtomicUsize>) -> Process<u64, u64> {
+        Arc::new(move |items: Vec<u64>| {
+            let (sizes, running, most) = (sizes.clone(), running.clone(), most.clone());
+            Box::pin(async move {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                sizes.lock().unwrap().push(items.len());
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                running.fetch_sub(1, Ordering::SeqCst);
+                items.into_iter().map(|i| i * 2).collect()
+            })
+        })
+    }
+
+    #[tokio::test]
+    async fn concurrent_callers_are_batched_and_each_gets_its_own_answer() {
+        let (sizes, running, most) = (Arc::default(), Arc::default(), Arc::default());
+        let batcher = Batcher::new(16, 1, doubling(Arc::clone(&sizes), running, Arc::clone(&most)));
+        let calls: Vec<_> = (0..100u64).map(|i| { let b = batcher.clone(); tokio::spawn(async move { (i, b.call(i).await.unwrap()) }) }).collect();
+        for call in calls {
+            let (i, doubled) = call.await.unwrap();
+            assert_eq!(doubled, i * 2);
+        }
+        let sizes = sizes.lock().unwrap().clone();
+        assert_eq!(sizes.iter().sum::<usize>(), 100);
+        assert!(sizes.iter().all(|&n| n <= 16), "{sizes:?}");
+        assert!(sizes.len() < 100, "nothing was batched: {sizes:?}");
+        assert_eq!(most.load(Ordering::SeqCst), 1);
+        // A lone call after the queue emptied goes alone, at once.
+        assert_eq!(batcher.call(7).await.unwrap(), 14);
+    }
+
+    #[tokio::test]
+    async fn batches_run_side_by_side_up_to_the_bound() {
+        let (sizes, running, most) = (Arc::default(), Arc::default(), Arc::default());
+        let batcher = Batcher::new(1, 3, doubling(sizes, running, Arc::clone(&most)));
+        let calls: Vec<_> = (0..12u64).map(|i| { let b = batcher.clone(); tokio::spawn(async move { b.call(i).await.unwrap() }) }).collect();
+        for call in calls {
+            call.await.unwrap();
+        }
+        assert_eq!(most.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_batch_answers_nobody_and_the_batcher_goes_on() {
+        let process: Process<u64, u64> = Arc::new(|items: Vec<u64>| {
+            Box::pin(async move {
+                assert!(!items.contains(&13), "unlucky");
+                items
+            })
+        });
+        let batcher = Batcher::new(1, 1, process);
+        assert!(batcher.call(13).await.is_err());
+        assert_eq!(batcher.call(5).await.unwrap(), 5);
+    }
+
+    #[tokio::test]
+    async fn a_caller_gone_before_its_batch_began_is_left_out() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = Arc::clone(&seen);
+        let process: Process<u64, u64> = Arc::new(move |items: Vec<u64>| {
+            let record = Arc::clone(&record);
+            Box::pin(async move {
+                record.lock().unwrap().extend(items.iter().copied());
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                items
+            })
+        });
+        let batcher = Batcher::new(8, 1, process);
+        let busy = { let b = batcher.clone(); tokio::spawn(async move { b.call(1).await }) };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        // Queued behind the running batch, then given up on.
+        let gone = tokio::time::timeout(Duration::from_millis(5), batcher.call(2)).await;
+        assert!(gone.is_err());
+        assert_eq!(batcher.call(3).await.unwrap(), 3);
+        busy.await.unwrap().unwrap();
+        assert_eq!(*seen.lock().unwrap(), vec![1, 3]);
+    }
+
+    #[test]
+    fn an_item_is_abandoned_once_its_caller_stops_waiting() {
+        let (waiting, abandoned) = Waiting::start();
+        assert!(!abandoned.is_set());
+        drop(waiting);
+        assert!(abandoned.is_set());
+    }
+
+    #[tokio::test]
+    async fn a_caller_that_goes_away_does_not_stop_its_batch() {
+        let done = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&done);
+        let process: Process<u64, u64> = Arc::new(move |items: Vec<u64>| {
+            let seen = Arc::clone(&seen);
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                seen.fetch_add(items.len(), Ordering::SeqCst);
+                items
+            })
+        });
+        let batcher = Batcher::new(8, 1, process);
+        let gone = tokio::time::timeout(Duration::from_millis(5), batcher.call(1)).await;
+        assert!(gone.is_err());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(done.load(Ordering::SeqCst), 1);
+    }
+}
