@@ -31,14 +31,14 @@ impl Abandoned {
     }
 }
 
-/// Held by a caller while it waits for a batched answer: when dropped (also when the caller's
+/// Held by [`Batcher::call_abandonable`] while it waits: when dropped (also when the caller's
 /// future is dropped), its [`Abandoned`] is set.
 #[derive(Debug)]
-pub struct Waiting(Arc<AtomicBool>);
+struct Waiting(Arc<AtomicBool>);
 
 impl Waiting {
     /// A caller waiting, and the flag its item carries.
-    pub fn start() -> (Waiting, Abandoned) {
+    fn start() -> (Waiting, Abandoned) {
         let flag = Arc::new(AtomicBool::new(false));
         (Waiting(Arc::clone(&flag)), Abandoned(flag))
     }
@@ -92,6 +92,13 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
         Batcher { inner: Arc::new(Inner { max_batch: max_batch.max(1), max_in_flight: max_in_flight.max(1), process, queue }) }
     }
 
+    /// [`Batcher::call`] with the item made from its [`Abandoned`] flag, which is set if this
+    /// call's future is dropped before the answer (a batch that writes checks it).
+    pub async fn call_abandonable(&self, make: impl FnOnce(Abandoned) -> T) -> Result<R, Unanswered> {
+        let (_waiting, abandoned) = Waiting::start();
+        self.call(make(abandoned)).await
+    }
+
     /// Queues `item` and waits for its result. Must be called on a Tokio runtime.
     pub async fn call(&self, item: T) -> Result<R, Unanswered> {
         let (answer, answered) = oneshot::channel();
@@ -112,16 +119,25 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
 }
 
 /// Runs batches until the queue is empty. The in-flight count it holds is given back when it
-/// stops, also by a panic in `process` (whose callers then get [`Unanswered`]).
+/// stops; a panic in `process` answers that batch's callers with [`Unanswered`], and the items
+/// queued behind it get a drain of their own (they would otherwise wait for the next call).
 async fn drain<T: Send + 'static, R: Send + 'static>(inner: Arc<Inner<T, R>>) {
-    struct Counted<T, R> {
+    /// Held while the drain runs; dropped with `counted` still set only by a panic.
+    struct Counted<T: Send + 'static, R: Send + 'static> {
         inner: Arc<Inner<T, R>>,
         counted: bool,
     }
-    impl<T, R> Drop for Counted<T, R> {
+    impl<T: Send + 'static, R: Send + 'static> Drop for Counted<T, R> {
         fn drop(&mut self) {
-            if self.counted {
-                self.inner.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).in_flight -= 1;
+            if !self.counted {
+                return;
+            }
+            let mut queue = self.inner.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if queue.waiting.is_empty() {
+                queue.in_flight -= 1;
+            } else {
+                drop(queue);
+                tokio::spawn(drain(Arc::clone(&self.inner)));
             }
         }
     }
@@ -214,6 +230,13 @@ mod tests {
         let batcher = Batcher::new(1, 1, process);
         assert!(batcher.call(13).await.is_err());
         assert_eq!(batcher.call(5).await.unwrap(), 5);
+        // Items queued behind a panicking batch are still answered, with no call after them.
+        let calls: Vec<_> = [13, 6, 7].into_iter().map(|i| { let b = batcher.clone(); tokio::spawn(async move { b.call(i).await.ok() }) }).collect();
+        let mut answers = Vec::new();
+        for call in calls {
+            answers.push(tokio::time::timeout(Duration::from_secs(5), call).await.expect("an item was stranded").unwrap());
+        }
+        assert_eq!(answers, [None, Some(6), Some(7)]);
     }
 
     #[tokio::test]

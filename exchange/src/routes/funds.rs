@@ -197,9 +197,8 @@ pub async fn withdraw(
     let account = caller.account()?;
     let amount = validate::positive_amount("amount", &req.amount)?;
     let request_hash = idempotency::request_hash("POST /v1/withdrawals", &amount.to_string());
-    let (_waiting, abandoned) = crate::batch::Waiting::start();
-    let request = funds::WithdrawalRequest { principal: caller.principal, account, amount, key, request_hash, abandoned };
-    let replied = state.withdrawals.call(request).await.map_err(ApiError::internal)??;
+    let request = |abandoned| funds::WithdrawalRequest { principal: caller.principal, account, amount, key, request_hash, abandoned };
+    let replied = state.withdrawals.call_abandonable(request).await.map_err(ApiError::internal)??;
     Ok(respond(replied))
 }
 

@@ -151,17 +151,24 @@ async fn withdraw_together(db: &PgPool, reply: WithdrawalReply, requests: Vec<Wi
                 None => {
                     tracing::debug!(error = %unwritten, withdrawals = round.len(), "group commit failed before its commit; one by one");
                     for &i in &round {
-                        answers[i] = Some(match requests[i].abandoned.is_set() {
-                            true => Err(ApiError::database_unavailable()),
-                            false => withdraw_alone(db, reply, &requests[i]).await,
-                        });
+                        answers[i] = Some(withdraw_alone(db, reply, &requests[i]).await);
                     }
                 }
             },
         }
         pending = later;
     }
+    all_answered(answers)
+}
+
+/// The answers of a batch, each filled in (a gap is the exchange's error, never a silent one).
+fn all_answered(answers: Vec<Option<ApiResult<JsonReply>>>) -> Vec<ApiResult<JsonReply>> {
     answers.into_iter().map(|a| a.unwrap_or_else(|| Err(ApiError::internal("a withdrawal was left unanswered")))).collect()
+}
+
+/// What a request that stopped waiting is answered (nobody reads it): it moved nothing.
+fn abandoned() -> ApiResult<JsonReply> {
+    Err(ApiError::database_unavailable())
 }
 
 /// Why a group transaction failed before it committed (it wrote nothing).
@@ -189,6 +196,9 @@ impl Unwritten {
 
 /// One withdrawal in a transaction of its own (the route's path before group commit).
 async fn withdraw_alone(db: &PgPool, reply: WithdrawalReply, request: &WithdrawalRequest) -> ApiResult<JsonReply> {
+    if request.abandoned.is_set() {
+        return abandoned();
+    }
     let (account, amount) = (request.account, request.amount);
     idempotency::run_on(db, request.principal, request.key.clone(), request.request_hash.clone(), move |conn| {
         Box::pin(async move { reply(&withdraw(conn, account, amount).await?, amount) })
@@ -210,7 +220,7 @@ async fn withdraw_in_one_transaction(
     // A request answered meanwhile (say 503 while this waited for a connection) moves nothing.
     for (answer, request) in answers.iter_mut().zip(batch) {
         if request.abandoned.is_set() {
-            *answer = Some(Err(ApiError::database_unavailable()));
+            *answer = Some(abandoned());
         }
     }
     // Replays first: a key already answered gets its stored response and moves nothing.
@@ -270,5 +280,5 @@ async fn withdraw_in_one_transaction(
         let err = ApiError::from(err);
         return Ok(vec![Err(err); batch.len()]);
     }
-    Ok(answers.into_iter().map(|a| a.unwrap_or_else(|| Err(ApiError::internal("a withdrawal was left unanswered")))).collect())
+    Ok(all_answered(answers))
 }

@@ -24,11 +24,12 @@ pub fn proof_checks() -> ProofChecks {
         cores,
         Arc::new(|claims: Vec<ProofClaim>| {
             Box::pin(async move {
-                let n = claims.len();
                 match tokio::task::spawn_blocking(move || check(&claims)).await {
                     Ok(verdicts) => verdicts,
-                    // A verification that panicked accepts nothing.
-                    Err(_) => vec![Verdict::Invalid; n],
+                    // A verification that broke gives no verdict (never "invalid": that would
+                    // charge the provers for the exchange's fault); its callers get an error.
+                    Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+                    Err(err) => panic!("proof verification did not finish: {err}"),
                 }
             })
         }),
