@@ -170,6 +170,43 @@ async fn drain<T: Send + 'static, R: Send + 'static>(inner: Arc<Inner<T, R>>) {
     }
 }
 
+/// Why a batch's transaction failed before it committed (it wrote nothing): its items are then
+/// done one by one, each in a transaction of its own, which answers each as it would be alone.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Unwritten {
+    /// A statement failed or the connection did (kept unconverted: a key stored first by a
+    /// concurrent request is not an incident, the one-by-one run answers it).
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+    /// The ledger refused the batch's postings.
+    #[error("the ledger refused the batch's postings: {0}")]
+    Ledger(#[from] crate::store::ledger::PostError),
+    /// A row the batch locked was not in the state its guard expects (a concurrent transition).
+    #[error("{0} changed under the batch")]
+    Raced(&'static str),
+}
+
+impl Unwritten {
+    /// The answer for every item of the batch when the database does not answer (one by one
+    /// would only wait out each connection attempt); `None` when it does.
+    pub(crate) fn unavailable(&self) -> Option<crate::error::ApiError> {
+        use crate::store::ledger::PostError;
+        let err = match self {
+            Unwritten::Db(err) | Unwritten::Ledger(PostError::Db(err)) => err,
+            Unwritten::Ledger(_) | Unwritten::Raced(_) => return None,
+        };
+        crate::error::database_unavailable(err).then(crate::error::ApiError::database_unavailable)
+    }
+}
+
+/// The answers of a batch, each filled in (a gap is the exchange's error, never a silent one).
+pub(crate) fn all_answered<T>(answers: Vec<Option<crate::error::ApiResult<T>>>) -> Vec<crate::error::ApiResult<T>> {
+    answers
+        .into_iter()
+        .map(|a| a.unwrap_or_else(|| Err(crate::error::ApiError::internal("a request of the batch was left unanswered"))))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -115,6 +115,8 @@ pub struct AppState {
     pub live_keys: service::api_keys::LiveKeys,
     /// Delivered proofs, verified in batches.
     pub proof_checks: service::settlement::ProofChecks,
+    /// Verified proofs, settled in batches.
+    pub deliveries: service::settlement::Deliveries,
 }
 
 /// The generated admin key's hash: made (and shown once) on the first start without
@@ -214,6 +216,7 @@ impl AppState {
             webhook_sealer,
             withdrawals: service::funds::withdrawals(db.clone(), routes::funds::withdrawal_reply),
             proof_checks: service::settlement::proof_checks(),
+            deliveries: service::settlement::deliveries(),
             live_keys: service::api_keys::live_keys(db.clone()),
             read_db: db.clone(),
             direct_db: db.clone(),

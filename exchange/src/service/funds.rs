@@ -11,7 +11,7 @@ use uuid::Uuid;
 use pcx_domain::{AccountId, JournalEntry, Money};
 
 use crate::auth::Principal;
-use crate::batch::{Abandoned, Batcher};
+use crate::batch::{all_answered, Abandoned, Batcher, Unwritten};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::idempotency::{self, JsonReply};
 use crate::store::{self, idempotency::StoredResponse, ledger::{Covered, CoveredOutcome, PostError}};
@@ -161,37 +161,9 @@ async fn withdraw_together(db: &PgPool, reply: WithdrawalReply, requests: Vec<Wi
     all_answered(answers)
 }
 
-/// The answers of a batch, each filled in (a gap is the exchange's error, never a silent one).
-fn all_answered(answers: Vec<Option<ApiResult<JsonReply>>>) -> Vec<ApiResult<JsonReply>> {
-    answers.into_iter().map(|a| a.unwrap_or_else(|| Err(ApiError::internal("a withdrawal was left unanswered")))).collect()
-}
-
 /// What a request that stopped waiting is answered (nobody reads it): it moved nothing.
 fn abandoned() -> ApiResult<JsonReply> {
     Err(ApiError::database_unavailable())
-}
-
-/// Why a group transaction failed before it committed (it wrote nothing).
-#[derive(Debug, thiserror::Error)]
-enum Unwritten {
-    /// A statement failed or the connection did (kept unconverted: a key stored first by a
-    /// concurrent request is not an incident, the one-by-one run answers it).
-    #[error(transparent)]
-    Db(#[from] sqlx::Error),
-    /// The ledger refused the group's postings.
-    #[error("the ledger refused the group's postings: {0}")]
-    Ledger(#[from] PostError),
-}
-
-impl Unwritten {
-    /// The answer for every withdrawal of the group when the database does not answer.
-    fn unavailable(&self) -> Option<ApiError> {
-        let err = match self {
-            Unwritten::Db(err) | Unwritten::Ledger(PostError::Db(err)) => err,
-            Unwritten::Ledger(_) => return None,
-        };
-        crate::error::database_unavailable(err).then(ApiError::database_unavailable)
-    }
 }
 
 /// One withdrawal in a transaction of its own (the route's path before group commit).

@@ -120,6 +120,15 @@ pub async fn lock(conn: &mut PgConnection, id: Uuid) -> Result<Option<JobRow>, s
     raw.map(TryInto::try_into).transpose()
 }
 
+/// Several jobs, locked in id order (see [`super::slots::lock_many`]), by id.
+pub async fn lock_many(conn: &mut PgConnection, ids: &[Uuid]) -> Result<std::collections::HashMap<Uuid, JobRow>, sqlx::Error> {
+    let raws: Vec<RawJob> = sqlx::query_as(&format!("SELECT {JOB} FROM jobs j WHERE j.id = ANY ($1) ORDER BY j.id FOR NO KEY UPDATE"))
+        .bind(ids)
+        .fetch_all(conn)
+        .await?;
+    raws.into_iter().map(|raw| JobRow::try_from(raw).map(|row| (row.job.id, row))).collect()
+}
+
 /// The live job of a slot, locked.
 pub async fn live_of(conn: &mut PgConnection, contract: Uuid, n: u64) -> Result<Option<JobRow>, sqlx::Error> {
     let raw: Option<RawJob> = sqlx::query_as(&format!(
@@ -150,6 +159,21 @@ pub async fn finish(conn: &mut PgConnection, id: Uuid, outcome: Result<(), JobFa
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Ends several live jobs as delivered, in one statement; true if every one was live (else the
+/// caller drops its transaction).
+pub async fn finish_delivered(conn: &mut PgConnection, ids: &[Uuid], now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(&format!(
+        "UPDATE jobs SET state = $2, failure = NULL, finished_at = $3 WHERE id = ANY ($1) AND state IN ({})",
+        live()
+    ))
+    .bind(ids)
+    .bind(JobState::Delivered.as_str())
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(usize::try_from(done.rows_affected()).ok() == Some(ids.len()))
 }
 
 /// A job `agent` claimed and still holds (a claim retried after a lost answer), except those in

@@ -85,6 +85,59 @@ pub async fn post(conn: &mut PgConnection, entry: &JournalEntry) -> Result<Poste
     }
 }
 
+/// Records several entries and applies them to balances, in one statement (the ledger's
+/// statement triggers run once for all of them). References must be distinct: postings find
+/// their entry by reference, so entries sharing one would be unbalanced and refused. Fails like
+/// [`post`], for all of them (the caller's transaction must then be rolled back).
+pub async fn post_many(conn: &mut PgConnection, entries: &[&JournalEntry]) -> Result<(), PostError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let kinds: Vec<&str> = entries.iter().map(|e| e.kind().as_str()).collect();
+    let references: Vec<&str> = entries.iter().map(|e| e.reference()).collect();
+    let (mut of_entry, mut owners, mut accounts, mut amounts) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for entry in entries {
+        for p in entry.postings() {
+            of_entry.push(entry.reference());
+            owners.push(owner_uuid(p.account.owner));
+            accounts.push(p.account.kind.as_str());
+            amounts.push(p.amount.as_decimal());
+        }
+    }
+    // Postings in ledger-account order, as in [`post`].
+    let result: Result<(i64, i64), sqlx::Error> = sqlx::query_as(
+        "WITH entries AS (
+             INSERT INTO journal_entries (kind, reference)
+             SELECT kind, reference FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS w (kind, reference, n)
+              ORDER BY n
+             RETURNING id, reference
+         ), posted AS (
+             INSERT INTO postings (entry_id, ledger_account_id, amount)
+             SELECT entries.id, la.id, p.amount
+               FROM unnest($3::text[], $4::uuid[], $5::text[], $6::numeric[]) AS p (reference, owner_id, kind, amount)
+                    JOIN entries ON entries.reference = p.reference
+                    JOIN ledger_accounts la ON la.owner_id = p.owner_id AND la.kind = p.kind
+              ORDER BY la.id
+             RETURNING entry_id
+         )
+         SELECT (SELECT count(*) FROM entries), (SELECT count(*) FROM posted)",
+    )
+    .bind(&kinds)
+    .bind(&references)
+    .bind(&of_entry)
+    .bind(&owners)
+    .bind(&accounts)
+    .bind(&amounts)
+    .fetch_one(conn)
+    .await;
+    match result {
+        Ok((written, posted)) if usize::try_from(written).ok() == Some(entries.len()) && usize::try_from(posted).ok() == Some(of_entry.len()) => Ok(()),
+        Ok(_) => Err(PostError::UnknownAccount),
+        Err(err) if is_constraint_violation(&err, "ledger_accounts_balance_non_negative") => Err(PostError::InsufficientFunds),
+        Err(err) => Err(PostError::Db(err)),
+    }
+}
+
 /// A payment out of a user's available balance, for [`post_covered`]: its entry, who pays and
 /// how much.
 #[derive(Debug, Clone)]

@@ -204,6 +204,32 @@ pub async fn spend_escrow(conn: &mut PgConnection, contract: Uuid, amount: Money
     Ok(())
 }
 
+/// [`spend_escrow`] for several slots at once (`(contract, amount)` each; a contract may come
+/// more than once), the contracts locked in id order.
+pub async fn spend_escrow_many(conn: &mut PgConnection, spent: &[(Uuid, Money)]) -> Result<(), sqlx::Error> {
+    if spent.is_empty() {
+        return Ok(());
+    }
+    let contracts: Vec<Uuid> = spent.iter().map(|s| s.0).collect();
+    let amounts: Vec<Decimal> = spent.iter().map(|s| s.1.as_decimal()).collect();
+    sqlx::query(
+        "WITH spent AS (
+             SELECT contract_id, sum(amount) AS amount FROM unnest($1::uuid[], $2::numeric[]) AS s (contract_id, amount)
+              GROUP BY contract_id
+         ), locked AS (
+             SELECT id FROM contracts WHERE id IN (SELECT contract_id FROM spent) ORDER BY id FOR NO KEY UPDATE
+         )
+         UPDATE contracts c SET escrow_held = c.escrow_held - spent.amount
+           FROM spent JOIN locked ON locked.id = spent.contract_id
+          WHERE c.id = spent.contract_id",
+    )
+    .bind(&contracts)
+    .bind(&amounts)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Running contracts with every slot materialised and settled.
 pub async fn to_complete(conn: &mut PgConnection, limit: i64) -> Result<Vec<Uuid>, sqlx::Error> {
     sqlx::query_scalar(&format!(

@@ -26,6 +26,31 @@ pub async fn record(conn: &mut PgConnection, prover: AccountId, contract: Uuid, 
     Ok(())
 }
 
+/// [`record`] of several deliveries at once (`(prover, contract)` each), added up per prover and
+/// circuit and upserted in key order.
+pub async fn record_deliveries(conn: &mut PgConnection, deliveries: &[(AccountId, Uuid)]) -> Result<(), sqlx::Error> {
+    if deliveries.is_empty() {
+        return Ok(());
+    }
+    let provers: Vec<Uuid> = deliveries.iter().map(|d| d.0 .0).collect();
+    let contracts: Vec<Uuid> = deliveries.iter().map(|d| d.1).collect();
+    sqlx::query(
+        "INSERT INTO prover_reputation (prover_id, system, circuit, delivered, missed)
+         SELECT d.prover_id, c.system, c.circuit, count(*), 0
+           FROM unnest($1::uuid[], $2::uuid[]) AS d (prover_id, contract_id)
+           JOIN contracts c ON c.id = d.contract_id
+          GROUP BY d.prover_id, c.system, c.circuit
+          ORDER BY d.prover_id, c.system, c.circuit
+         ON CONFLICT (prover_id, system, circuit) DO UPDATE
+            SET delivered = prover_reputation.delivered + EXCLUDED.delivered",
+    )
+    .bind(&provers)
+    .bind(&contracts)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// `(prover, delivered, missed)` of `provers` for a class's system and circuit (0, 0 without history).
 pub async fn counts(conn: &mut PgConnection, provers: &[Uuid], class: &ProofClass) -> Result<Vec<(AccountId, u64, u64)>, sqlx::Error> {
     let rows: Vec<(Uuid, i64, i64)> = sqlx::query_as(

@@ -135,6 +135,76 @@ pub async fn lock(conn: &mut PgConnection, contract: Uuid, n: u64) -> Result<Opt
     raw.map(TryInto::try_into).transpose()
 }
 
+/// Several slots, locked in key order (so that concurrent lockers of overlapping sets cannot
+/// deadlock), by key; a key with no slot is absent.
+pub async fn lock_many(conn: &mut PgConnection, keys: &[(Uuid, u64)]) -> Result<std::collections::HashMap<(Uuid, u64), SlotRow>, sqlx::Error> {
+    let contracts: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+    let numbers: Vec<i64> = keys.iter().map(|k| db_count(k.1)).collect();
+    let raws: Vec<RawSlot> = sqlx::query_as(&format!(
+        "SELECT {SLOT} FROM slots s JOIN contracts c ON c.id = s.contract_id
+          WHERE (s.contract_id, s.n) IN (SELECT * FROM unnest($1::uuid[], $2::bigint[]))
+          ORDER BY s.contract_id, s.n
+            FOR NO KEY UPDATE OF s"
+    ))
+    .bind(&contracts)
+    .bind(&numbers)
+    .fetch_all(conn)
+    .await?;
+    raws.into_iter().map(|raw| SlotRow::try_from(raw).map(|row| ((row.slot.contract_id, row.slot.n), row))).collect()
+}
+
+/// A delivery for [`deliver_many`]: what [`deliver`] takes for one slot.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery<'a> {
+    /// The slot.
+    pub slot: &'a Slot,
+    /// The delivery's reason.
+    pub reason: SlotReason,
+    /// Who delivered.
+    pub prover: AccountId,
+    /// The proof.
+    pub proof: &'a str,
+    /// Its public signals.
+    pub public_signals: &'a [String],
+}
+
+/// [`deliver`] for several distinct slots in one statement; true if every one of them was
+/// `proving` (else the caller drops its transaction: some were delivered, some not).
+pub async fn deliver_many(conn: &mut PgConnection, deliveries: &[Delivery<'_>], now: DateTime<Utc>) -> Result<bool, sqlx::Error> {
+    if deliveries.is_empty() {
+        return Ok(true);
+    }
+    let contracts: Vec<Uuid> = deliveries.iter().map(|d| d.slot.contract_id).collect();
+    let numbers: Vec<i64> = deliveries.iter().map(|d| db_count(d.slot.n)).collect();
+    let reasons: Vec<&str> = deliveries.iter().map(|d| d.reason.as_str()).collect();
+    let provers: Vec<Uuid> = deliveries.iter().map(|d| d.prover.0).collect();
+    let proofs: Vec<&str> = deliveries.iter().map(|d| d.proof).collect();
+    // A slot's signals are a list of their own: arrays of arrays must be rectangular, so each
+    // list travels as a JSON array and is unpacked per row.
+    let signals: Vec<serde_json::Value> = deliveries.iter().map(|d| serde_json::json!(d.public_signals)).collect();
+    let done = sqlx::query(
+        "UPDATE slots s
+            SET state = $7, reason = d.reason, delivered_by = d.prover, delivered_at = $8, proof = d.proof,
+                public_signals = ARRAY(SELECT e FROM jsonb_array_elements_text(d.signals) WITH ORDINALITY AS x (e, i) ORDER BY i),
+                settled_at = $8
+           FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::uuid[], $5::text[], $6::jsonb[])
+                AS d (contract_id, n, reason, prover, proof, signals)
+          WHERE s.contract_id = d.contract_id AND s.n = d.n AND s.state = $9",
+    )
+    .bind(&contracts)
+    .bind(&numbers)
+    .bind(&reasons)
+    .bind(&provers)
+    .bind(&proofs)
+    .bind(&signals)
+    .bind(SlotState::Delivered.as_str())
+    .bind(now)
+    .bind(SlotState::Proving.as_str())
+    .execute(conn)
+    .await?;
+    Ok(usize::try_from(done.rows_affected()).ok() == Some(deliveries.len()))
+}
+
 /// Moves a slot from `from` to its settlement's final state (false if it was not in `from`).
 pub async fn settle(
     conn: &mut PgConnection,

@@ -135,6 +135,42 @@ pub async fn emit(conn: &mut PgConnection, event: &Event) -> Result<(Uuid, u64),
     Ok((id, fanned.rows_affected()))
 }
 
+/// [`emit`] of several events in one statement, in their order (their sequence numbers follow
+/// it). Returns how many deliveries they have in all.
+pub async fn emit_many(conn: &mut PgConnection, events: &[Event]) -> Result<u64, sqlx::Error> {
+    if events.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<Uuid> = events.iter().map(|_| Uuid::new_v4()).collect();
+    let accounts: Vec<Uuid> = events.iter().map(|e| e.account.0).collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    let subjects: Vec<&str> = events.iter().map(|e| e.subject.as_str()).collect();
+    let occurred: Vec<DateTime<Utc>> = events.iter().map(|e| e.occurred_at).collect();
+    let data: Vec<Value> = events.iter().map(|e| e.data.clone()).collect();
+    let fanned = sqlx::query(
+        "WITH written AS (
+             INSERT INTO webhook_events (id, account_id, type, subject, occurred_at, data)
+             SELECT id, account_id, type, subject, occurred_at, data
+               FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[]) WITH ORDINALITY
+                    AS e (id, account_id, type, subject, occurred_at, data, n)
+              ORDER BY n
+             RETURNING id, account_id, type
+         )
+         INSERT INTO webhook_deliveries (event_id, webhook_id, state, next_attempt_at)
+         SELECT written.id, w.id, 'pending', now() FROM written
+           JOIN webhooks w ON w.account_id = written.account_id AND w.disabled_at IS NULL AND written.type = ANY (w.events)",
+    )
+    .bind(&ids)
+    .bind(&accounts)
+    .bind(&kinds)
+    .bind(&subjects)
+    .bind(&occurred)
+    .bind(&data)
+    .execute(conn)
+    .await?;
+    Ok(fanned.rows_affected())
+}
+
 /// A delivery due now: its endpoint, event and attempt count.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DueDelivery {

@@ -17,6 +17,7 @@ use pcx_settlement::timing::expected_prove;
 use pcx_settlement::SettlementError;
 
 use super::apply;
+use super::deliveries::Delivery;
 use super::context::Context;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorCode};
@@ -120,8 +121,9 @@ pub struct SubmitOutcome {
 
 /// Verifies and settles a proof `prover` submits for `job_id`, honouring `key` (the agents use
 /// the job id): the proof is checked first, with no database connection held (in a batch with
-/// the proofs that arrive with it, [`super::proof_checks`]), then the slot is delivered (or the
-/// job failed as invalid) in one transaction.
+/// the proofs that arrive with it, [`super::proof_checks`]), then a valid one is delivered
+/// together with the others verified meanwhile ([`super::deliveries`]), and an invalid one fails
+/// its job in a transaction of its own.
 pub async fn submit(
     state: &AppState,
     principal: Principal,
@@ -146,12 +148,35 @@ pub async fn submit(
         Claimed::Checkable(claim) => state.proof_checks.call(claim).await.map_err(ApiError::internal)?,
         Claimed::Malformed => Verdict::Invalid,
     };
-    let (contract, n) = (ticket.contract_id, ticket.n);
+    let slot = (ticket.contract_id, ticket.n);
+    match verdict {
+        Verdict::Valid { public_signals } => {
+            let delivery = Delivery { state: state.clone(), principal, key, request_hash, prover, job_id, slot, proof, public_signals };
+            state.deliveries.call(delivery).await.map_err(ApiError::internal)?
+        }
+        Verdict::Invalid => settle_alone(state, principal, key, request_hash, prover, job_id, slot, &proof, Verdict::Invalid).await,
+    }
+}
+
+/// Settles one verified submission in a transaction of its own (retried on contention),
+/// honouring its idempotency key.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn settle_alone(
+    state: &AppState,
+    principal: Principal,
+    key: Option<String>,
+    request_hash: Vec<u8>,
+    prover: AccountId,
+    job_id: Uuid,
+    slot: (Uuid, u64),
+    proof: &str,
+    verdict: Verdict,
+) -> ApiResult<JsonReply> {
     contended("settle a proof", || {
-        let (app, verdict, proof) = (state.clone(), verdict.clone(), proof.clone());
+        let (app, verdict, proof) = (state.clone(), verdict.clone(), proof.to_owned());
         idempotency::run(state, principal, key.clone(), request_hash.clone(), move |conn| {
             Box::pin(async move {
-                let outcome = settle_proof(conn, &app, prover, job_id, (contract, n), &proof, verdict).await?;
+                let outcome = settle_proof(conn, &app, prover, job_id, slot, &proof, verdict).await?;
                 idempotency::reply(StatusCode::OK, &outcome)
             })
         })
