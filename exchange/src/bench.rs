@@ -9,7 +9,9 @@
 //! - `pcx bench contracts`: quote + accept of a one-year hourly contract with one backup across 50
 //!   provers with random asks: latency percentiles and rows stored per contract.
 //! - `pcx bench deliveries`: verified deliveries per second through the API (claimed jobs, one
-//!   pre-made proof submitted by N concurrent clients) against raw Groth16 verifications per second
+//!   pre-made proof submitted by N concurrent clients; each slot the first of an hourly contract
+//!   of its own, so that they are all open at once and, as in a year-long contract, delivering one
+//!   does not also complete its contract) against raw Groth16 verifications per second
 //!   of the same proof on as many threads, in the same run, and batch verification (batches of
 //!   16) of the same proofs on as many threads.
 //! - `pcx bench oracle`: latest-price reads per second against a bare axum handler serving the same
@@ -61,11 +63,13 @@ pub struct ContractsBenchArgs {
 /// Options of `pcx bench deliveries`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DeliveriesBenchArgs {
-    /// Slots delivered (each its own one-slot contract).
-    #[arg(long, default_value_t = 250)]
+    /// Slots delivered (each the first of its own hourly contract; at most 2,700). Enough for the
+    /// run to measure the steady state, not the warm-up of the first batches.
+    #[arg(long, default_value_t = 1000)]
     pub slots: usize,
-    /// Concurrent clients submitting proofs, and threads verifying in the reference.
-    #[arg(long, default_value_t = 4)]
+    /// Concurrent clients submitting proofs, and threads verifying in the reference: the agents
+    /// of many provers submitting at once, as an exchange serves them.
+    #[arg(long, default_value_t = 16)]
     pub clients: usize,
     /// Circuit size of the proofs.
     #[arg(long, default_value_t = 10)]
@@ -327,7 +331,7 @@ pub async fn contracts(args: ContractsBenchArgs) -> anyhow::Result<()> {
 
 /// `pcx bench deliveries` (see the module docs).
 pub async fn deliveries(args: DeliveriesBenchArgs) -> anyhow::Result<()> {
-    let slots = args.slots.clamp(1, 270);
+    let slots = args.slots.clamp(1, 2700);
     let clients = args.clients.max(1);
     let mut serve = args.serve.clone();
     serve.min_cadence_secs = 10;
@@ -356,7 +360,7 @@ pub async fn deliveries(args: DeliveriesBenchArgs) -> anyhow::Result<()> {
         let (_, buyer) = served.account("buyer", "buyer", "1000").await?;
         // Every slot's input must be in before its slot opens: time enough for this machine to buy
         // them all (the claims below wait for the openings).
-        let start = now + chrono::Duration::milliseconds(5_000 + 30 * i64::try_from(slots).unwrap_or(270));
+        let start = now + chrono::Duration::milliseconds(5_000 + 30 * i64::try_from(slots).unwrap_or(2700));
         let seed = "4242";
         for _ in 0..slots {
             let quote = served
@@ -364,7 +368,7 @@ pub async fn deliveries(args: DeliveriesBenchArgs) -> anyhow::Result<()> {
                     "/v1/quotes",
                     Some(&buyer),
                     json!({"proof_class": class, "redundancy": 0,
-                           "schedule": {"start": start.to_rfc3339(), "end": (start + chrono::Duration::seconds(10)).to_rfc3339(), "every_secs": 10}}),
+                           "schedule": {"start": start.to_rfc3339(), "end": (start + chrono::Duration::hours(2)).to_rfc3339(), "every_secs": 3600}}),
                 )
                 .await?;
             let contract = served.post("/v1/contracts", Some(&buyer), json!({"quote_id": quote["quote_id"]})).await?;
@@ -380,24 +384,35 @@ pub async fn deliveries(args: DeliveriesBenchArgs) -> anyhow::Result<()> {
         })
         .await??;
         let encoded = pcx_prover_pool::encoding::encode_proof(&proof);
-        let agent = uuid::Uuid::new_v4();
+        // Agents of 256 jobs each (a claim names at most 1,024 jobs in hand).
+        let mut agent = uuid::Uuid::new_v4();
         let mut jobs = Vec::new();
+        let mut in_hand: Vec<String> = Vec::new();
         while jobs.len() < slots {
+            if in_hand.len() == 256 {
+                (agent, in_hand) = (uuid::Uuid::new_v4(), Vec::new());
+            }
             let claimed = served
                 .post(
                     "/v1/agent/jobs/claim",
                     Some(&prover),
-                    json!({"agent_id": agent, "wait_secs": 10, "sizes": [size], "in_hand": jobs}),
+                    json!({"agent_id": agent, "wait_secs": 10, "sizes": [size], "in_hand": in_hand}),
                 )
                 .await?;
             match claimed["job"]["job_id"].as_str() {
-                Some(id) => jobs.push(id.to_owned()),
+                Some(id) => {
+                    jobs.push(id.to_owned());
+                    in_hand.push(id.to_owned());
+                }
                 // The slots have not opened yet.
                 None if Utc::now() < start + chrono::Duration::seconds(30) => {}
                 None => anyhow::bail!("no job to claim"),
             }
         }
 
+        // The tables filled in seconds, faster than autovacuum gathers their statistics; an
+        // exchange's database has them (without, the scheduler's scans plan as for empty tables).
+        sqlx::query("ANALYZE").execute(&pool).await?;
         let queue = std::sync::Arc::new(tokio::sync::Mutex::new(jobs));
         let started = Instant::now();
         let mut tasks = Vec::new();

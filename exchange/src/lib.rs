@@ -113,10 +113,8 @@ pub struct AppState {
     pub withdrawals: service::funds::Withdrawals,
     /// Whether API keys are live, checked in batches.
     pub live_keys: service::api_keys::LiveKeys,
-    /// Delivered proofs, verified in batches.
-    pub proof_checks: service::settlement::ProofChecks,
-    /// Verified proofs, settled in batches.
-    pub deliveries: service::settlement::Deliveries,
+    /// Submitted proofs, verified and settled in batches.
+    pub submissions: service::settlement::Submissions,
 }
 
 /// The generated admin key's hash: made (and shown once) on the first start without
@@ -185,6 +183,7 @@ impl AppState {
         let keys = Arc::new(pcx_prover_pool::keys::KeyStore::with_origin(config.settlement.resolved_keys_dir(), origin));
         let setups = Arc::new(service::setups::Setups::new(db.clone(), Arc::clone(&keys), dev_keys));
         let keys_warmer = Arc::new(background::KeyWarmer::new(Arc::clone(&setups)));
+        let submissions = service::settlement::submissions(Arc::clone(&keys));
         // The keys of everything still traded are made ready now, not at the first proof.
         for class in store::progress::running_classes(&mut *db.acquire().await?).await.context("reading the traded classes")? {
             keys_warmer.warm(&class);
@@ -215,8 +214,7 @@ impl AppState {
             availability: Arc::default(),
             webhook_sealer,
             withdrawals: service::funds::withdrawals(db.clone(), routes::funds::withdrawal_reply),
-            proof_checks: service::settlement::proof_checks(),
-            deliveries: service::settlement::deliveries(),
+            submissions,
             live_keys: service::api_keys::live_keys(db.clone()),
             read_db: db.clone(),
             direct_db: db.clone(),

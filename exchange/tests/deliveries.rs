@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use pcx_exchange::auth::Principal;
-use pcx_exchange::service::settlement::Delivery;
+use pcx_exchange::service::settlement::{deliver_together, Delivery};
 use pcx_prover_pool::circuit::{Circuit, Claimed, Verdict};
 
 /// A Monday morning in 2031: far from any real clock.
@@ -169,8 +169,6 @@ async fn verified(app: &TestApp, prover: &str, job: &Value) -> Delivery {
     }
 }
 
-// A current-thread runtime: every call below is queued before the first batch runs, so they are
-// one batch.
 #[tokio::test]
 async fn a_batch_delivers_what_it_can_in_one_transaction_and_answers_the_rest_as_alone() {
     let (app, prover_id, prover_token, _, _, jobs) = claimed(4).await;
@@ -185,11 +183,8 @@ async fn a_batch_delivers_what_it_can_in_one_transaction_and_answers_the_rest_as
     // Job 0's proof comes twice (an agent that retried at once).
     let batch = vec![items[0].clone(), items[1].clone(), items[0].clone(), items[2].clone(), items[3].clone()];
 
-    let answers = join_all(batch.into_iter().map(|item| {
-        let deliveries = app.state.deliveries.clone();
-        async move { deliveries.call(item).await.unwrap() }
-    }))
-    .await;
+    // One batch, as the settling stage hands it over (the verified batches it gathered).
+    let answers = deliver_together(batch).await;
     for i in [0, 1, 3] {
         let (status, body) = answers[i].as_ref().unwrap();
         assert_eq!((status.as_u16(), body["accepted"].as_bool()), (200, Some(true)), "{body}");

@@ -10,14 +10,15 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use pcx_domain::AccountId;
-use pcx_prover_pool::circuit::{Claimed, Verdict};
+use pcx_prover_pool::circuit::Verdict;
 use pcx_settlement::slot;
 use pcx_settlement::state::{JobFailure, SlotState};
 use pcx_settlement::timing::expected_prove;
 use pcx_settlement::SettlementError;
 
 use super::apply;
-use super::deliveries::Delivery;
+use super::deliveries::{Checked, Delivery, Submission};
+use super::proof_checks::ProofToCheck;
 use super::context::Context;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorCode};
@@ -120,10 +121,9 @@ pub struct SubmitOutcome {
 }
 
 /// Verifies and settles a proof `prover` submits for `job_id`, honouring `key` (the agents use
-/// the job id): the proof is checked first, with no database connection held (in a batch with
-/// the proofs that arrive with it, [`super::proof_checks`]), then a valid one is delivered
-/// together with the others verified meanwhile ([`super::deliveries`]), and an invalid one fails
-/// its job in a transaction of its own.
+/// the job id): with the submissions that arrive with it ([`super::deliveries`]), the proof is
+/// checked first, with no database connection held, then a valid one is delivered together with
+/// the batch's other valid ones, and an invalid one fails its job in a transaction of its own.
 pub async fn submit(
     state: &AppState,
     principal: Principal,
@@ -139,22 +139,12 @@ pub async fn submit(
         .ok_or_else(|| not_yours(job_id))?;
     let input = ticket.input.clone().ok_or_else(|| ApiError::internal("a proving slot has no input"))?;
     let circuit = state.circuit(&ticket.class).await?;
-    let (keys, text) = (state.keys.clone(), proof.clone());
-    let claimed = tokio::task::spawn_blocking(move || circuit.claim(&keys, &input, &text))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
-    let verdict = match claimed {
-        Claimed::Checkable(claim) => state.proof_checks.call(claim).await.map_err(ApiError::internal)?,
-        Claimed::Malformed => Verdict::Invalid,
-    };
+    let check = ProofToCheck { circuit, input, proof: proof.clone() };
     let slot = (ticket.contract_id, ticket.n);
-    match verdict {
-        Verdict::Valid { public_signals } => {
-            let delivery = Delivery { state: state.clone(), principal, key, request_hash, prover, job_id, slot, proof, public_signals };
-            state.deliveries.call(delivery).await.map_err(ApiError::internal)?
-        }
-        Verdict::Invalid => settle_alone(state, principal, key, request_hash, prover, job_id, slot, &proof, Verdict::Invalid).await,
+    let delivery = Delivery { state: state.clone(), principal, key, request_hash, prover, job_id, slot, proof, public_signals: Vec::new() };
+    match state.submissions.call(Submission { check, delivery }).await.map_err(ApiError::internal)? {
+        Checked::Answered(answer) => answer,
+        Checked::Settling(answer) => answer.await.map_err(|_| ApiError::internal("the settling of a proof ended without an answer"))?,
     }
 }
 

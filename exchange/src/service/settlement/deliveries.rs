@@ -1,8 +1,12 @@
-//! Verified proofs settled together: the valid proofs whose submissions arrive while others are
-//! being settled are delivered by one transaction ([`Deliveries`]), one statement per table for
-//! all of them, so the rows they share (the buyer's escrow, the prover's balance and record, the
-//! exchange's fees) are locked once per batch instead of once per proof, and the batch's
-//! deliveries do not queue behind each other's commits.
+//! Submitted proofs verified and settled together ([`Submissions`]): the submissions that arrive
+//! while others are being handled form one batch, whose proofs are verified as one batch
+//! ([`super::proof_checks`]) and whose valid ones are then delivered by one transaction
+//! ([`deliver_together`]), one statement per table for all of them, so the rows they share (the
+//! buyer's escrow, the prover's balance and record, the exchange's fees) are locked once per
+//! batch instead of once per proof, and the batch's deliveries do not queue behind each other's
+//! commits. One batch is verified at a time (on every core) and one settling transaction runs at
+//! a time, beside it: while the verified batches settle, the next one is verified.
+//! An invalid proof fails its job in a transaction of its own ([`super::agents`]'s path).
 //!
 //! Each slot still has one final state, reached once: the batch locks its slots (in key order)
 //! and jobs (in id order), asks `pcx_settlement::slot::deliver` for each as the one-by-one path
@@ -19,14 +23,17 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use pcx_domain::{AccountId, JournalEntry, Money};
 use pcx_prover_pool::circuit::Verdict;
+use pcx_prover_pool::keys::KeyStore;
 use pcx_settlement::slot::{self, Delivered};
 use pcx_settlement::state::SlotState;
 
 use super::agents::{settle_alone, SubmitOutcome};
+use super::proof_checks::{check_on_blocking_pool, ProofToCheck, PROOFS_PER_BATCH};
 use crate::auth::Principal;
 use crate::batch::{all_answered, Batcher, Unwritten};
 use crate::error::{ApiError, ApiResult};
@@ -35,7 +42,7 @@ use crate::store::{self, idempotency::StoredResponse, jobs::JobRow, slots::SlotR
 use crate::webhooks::settlement as events;
 use crate::AppState;
 
-/// A valid proof of a job, to be delivered (what [`super::submit`] hands on once it verified).
+/// A valid proof of a job, to be delivered.
 #[derive(Clone)]
 pub struct Delivery {
     /// The exchange (its pool, clock and rules; the first item's serves the batch).
@@ -58,20 +65,102 @@ pub struct Delivery {
     pub public_signals: Vec<String>,
 }
 
-/// See the module docs.
-pub type Deliveries = Batcher<Delivery, ApiResult<JsonReply>>;
-
-/// Deliveries per transaction at most.
-const DELIVERIES_PER_BATCH: usize = 64;
-
-/// The [`Deliveries`] of this process. Two transactions may be in flight, so one gathers its
-/// batch while the other waits for its commit.
-pub fn deliveries() -> Deliveries {
-    Batcher::new(DELIVERIES_PER_BATCH, 2, Arc::new(|items| Box::pin(deliver_together(items))))
+/// A submitted proof: what to check, and what to deliver if it is valid (its `public_signals`
+/// are filled in by the check).
+pub struct Submission {
+    /// The proof against the slot's circuit and input.
+    pub check: ProofToCheck,
+    /// The delivery it makes if it verifies.
+    pub delivery: Delivery,
 }
 
-/// One batch: transactions of distinct slots, one after the other, then what must go alone.
-async fn deliver_together(items: Vec<Delivery>) -> Vec<ApiResult<JsonReply>> {
+/// What checking a submission gives its caller: its answer, or where the answer comes from once
+/// its delivery is settled.
+pub enum Checked {
+    /// Answered already (an error of the exchange's).
+    Answered(ApiResult<JsonReply>),
+    /// Verified; the answer comes when its settling transaction (or its job's failure) committed.
+    Settling(oneshot::Receiver<ApiResult<JsonReply>>),
+}
+
+/// See the module docs.
+pub type Submissions = Batcher<Submission, Checked>;
+
+/// The settling stage: each item is the valid deliveries of one verified batch; the batches
+/// verified while a transaction runs are settled together by the next.
+type Settling = Batcher<Vec<Delivery>, Vec<ApiResult<JsonReply>>>;
+
+/// Verified batches per settling transaction at most.
+const BATCHES_PER_TRANSACTION: usize = 4;
+
+/// The [`Submissions`] of this process, verifying with the keys of `keys`. One batch is verified
+/// at a time, on every core (so what arrives meanwhile forms the next batch, not a batch of
+/// one), and one settling transaction runs at a time, beside the verification of the next batch.
+pub fn submissions(keys: Arc<KeyStore>) -> Submissions {
+    let settling: Settling = Batcher::new(BATCHES_PER_TRANSACTION, 1, Arc::new(|groups| Box::pin(settle_groups(groups))));
+    Batcher::new(
+        PROOFS_PER_BATCH,
+        1,
+        Arc::new(move |items| {
+            let (keys, settling) = (Arc::clone(&keys), settling.clone());
+            Box::pin(verify(keys, settling, items))
+        }),
+    )
+}
+
+/// Verified batches' deliveries in one [`deliver_together`], answered per batch.
+async fn settle_groups(groups: Vec<Vec<Delivery>>) -> Vec<Vec<ApiResult<JsonReply>>> {
+    let sizes: Vec<usize> = groups.iter().map(Vec::len).collect();
+    let mut answers = deliver_together(groups.into_iter().flatten().collect()).await.into_iter();
+    sizes.into_iter().map(|n| answers.by_ref().take(n).collect()).collect()
+}
+
+/// One batch: its proofs verified together; then, on a task of its own (the next batch is
+/// verified meanwhile), its valid ones handed to the settling stage as one group and its invalid
+/// ones failed one by one.
+async fn verify(keys: Arc<KeyStore>, settling: Settling, items: Vec<Submission>) -> Vec<Checked> {
+    let (checks, deliveries): (Vec<ProofToCheck>, Vec<Delivery>) = items.into_iter().map(|s| (s.check, s.delivery)).unzip();
+    let verdicts = check_on_blocking_pool(keys, checks).await;
+    let mut checked = Vec::with_capacity(deliveries.len());
+    let (mut valid, mut invalid) = (Vec::new(), Vec::new());
+    for (mut delivery, verdict) in deliveries.into_iter().zip(verdicts) {
+        let (answer, answered) = oneshot::channel();
+        match verdict {
+            Ok(Verdict::Valid { public_signals }) => {
+                delivery.public_signals = public_signals;
+                valid.push((delivery, answer));
+            }
+            Ok(Verdict::Invalid) => invalid.push((delivery, answer)),
+            Err(err) => {
+                checked.push(Checked::Answered(Err(ApiError::internal(err))));
+                continue;
+            }
+        }
+        checked.push(Checked::Settling(answered));
+    }
+    tokio::spawn(async move {
+        let (deliveries, answers): (Vec<Delivery>, Vec<_>) = valid.into_iter().unzip();
+        // A settling batch that broke answers nobody: its callers' channels close (an error).
+        if !deliveries.is_empty() {
+            if let Ok(settled) = settling.call(deliveries).await {
+                for (answer, result) in answers.into_iter().zip(settled) {
+                    let _ = answer.send(result);
+                }
+            }
+        }
+        for (d, answer) in invalid {
+            let result =
+                settle_alone(&d.state, d.principal, d.key.clone(), d.request_hash.clone(), d.prover, d.job_id, d.slot, &d.proof, Verdict::Invalid)
+                    .await;
+            let _ = answer.send(result);
+        }
+    });
+    checked
+}
+
+/// Delivers `items` (valid proofs): transactions of distinct slots, one after the other, then
+/// what must go alone; each answered as the route answers.
+pub async fn deliver_together(items: Vec<Delivery>) -> Vec<ApiResult<JsonReply>> {
     tracing::debug!(deliveries = items.len(), "deliveries settled together");
     let mut answers: Vec<Option<ApiResult<JsonReply>>> = vec![None; items.len()];
     let mut alone: Vec<usize> = Vec::new();

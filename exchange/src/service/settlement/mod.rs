@@ -8,8 +8,8 @@
 //! ```text
 //! tick ─ slots::open_due      store::slots::lock ─▶ pcx_settlement::slot::open ─▶ apply::settle | apply::offer
 //! agent ─ agents::claim       store::jobs::claimable ─▶ pcx_settlement::slot::claim ─▶ store::jobs::mark_claimed
-//! agent ─ agents::submit      Circuit::claim, proof_checks (batched; no connection held)
-//!                             ─▶ deliveries (batched): store::slots::lock_many, store::jobs::lock_many
+//! agent ─ agents::submit      deliveries::Submissions (batched): proof_checks (no connection held)
+//!                             ─▶ deliver_together: store::slots::lock_many, store::jobs::lock_many
 //!                             ─▶ pcx_settlement::slot::deliver ─▶ one statement per table for the batch
 //!                             (else alone: store::slots::lock, store::jobs::lock ─▶ deliver ─▶ apply::delivery)
 //! tick ─ slots::expire_due    ─▶ pcx_settlement::slot::fail ─▶ apply::failure (slash, next job to the backup)
@@ -39,8 +39,8 @@ use chrono::{DateTime, Utc};
 pub use agents::{claim, release, submit, SubmitOutcome, Wanted};
 pub use collateral::live_exposure;
 pub use context::AGENT_LIVE;
-pub use deliveries::{deliveries, Deliveries, Delivery};
-pub use proof_checks::{proof_checks, ProofChecks};
+pub use deliveries::{deliver_together, submissions, Checked, Delivery, Submission, Submissions};
+pub use proof_checks::ProofToCheck;
 
 use crate::background::SCHEDULER;
 use crate::error::ApiResult;
