@@ -97,6 +97,46 @@ where
     }
 }
 
+/// A request of a batch, as its idempotency key sees it (see [`replays`], [`store_answers`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Keyed<'a> {
+    /// Who asks (the key's scope).
+    pub principal: Principal,
+    /// Its `Idempotency-Key`, if it has one.
+    pub key: Option<&'a str>,
+    /// [`request_hash`] of the request.
+    pub request_hash: &'a [u8],
+}
+
+/// For each of a batch's `requests`, in order, the answer its key already stored (replayed as
+/// [`run`] replays it), in one statement; `None` for a request to carry out.
+pub(crate) async fn replays(conn: &mut PgConnection, requests: &[Keyed<'_>]) -> Result<Vec<Option<ApiResult<JsonReply>>>, sqlx::Error> {
+    let scoped: Vec<(String, String)> =
+        requests.iter().filter_map(|r| r.key.map(|key| (r.principal.subject(), key.to_owned()))).collect();
+    let stored = store::idempotency::find_many(conn, &scoped).await?;
+    Ok(requests
+        .iter()
+        .map(|r| {
+            let found = stored.get(&(r.principal.subject(), r.key?.to_owned()))?;
+            Some(replay(found.clone(), r.request_hash))
+        })
+        .collect())
+}
+
+/// Stores the successful answers of a batch's requests that have a key, in one statement, on
+/// the transaction of their effects; fails like [`store::idempotency::store_many`].
+pub(crate) async fn store_answers(conn: &mut PgConnection, answered: &[(Keyed<'_>, &ApiResult<JsonReply>)]) -> Result<(), sqlx::Error> {
+    let mut to_store: Vec<(String, &str, StoredResponse)> = Vec::new();
+    for (request, answer) in answered {
+        if let (Some(key), Ok((status, body))) = (request.key, answer) {
+            let response = StoredResponse { request_hash: request.request_hash.to_vec(), status_code: status.as_u16(), body: body.clone() };
+            to_store.push((request.principal.subject(), key, response));
+        }
+    }
+    let stores: Vec<(&str, &str, &StoredResponse)> = to_store.iter().map(|(p, k, r)| (p.as_str(), *k, r)).collect();
+    store::idempotency::store_many(conn, &stores).await
+}
+
 /// The stored response of a key, if `request_hash` is the request it answered.
 pub(crate) fn replay(stored: StoredResponse, request_hash: &[u8]) -> ApiResult<JsonReply> {
     if stored.request_hash != request_hash {

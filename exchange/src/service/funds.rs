@@ -13,8 +13,8 @@ use pcx_domain::{AccountId, JournalEntry, Money};
 use crate::auth::Principal;
 use crate::batch::{all_answered, Abandoned, Batcher, Unwritten};
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::idempotency::{self, JsonReply};
-use crate::store::{self, idempotency::StoredResponse, ledger::{Covered, CoveredOutcome, PostError}};
+use crate::idempotency::{self, JsonReply, Keyed};
+use crate::store::{self, ledger::{Covered, CoveredOutcome, PostError}};
 
 /// A completed movement.
 #[derive(Debug, Clone)]
@@ -93,6 +93,12 @@ pub struct WithdrawalRequest {
     pub request_hash: Vec<u8>,
     /// Set when the request stopped waiting: then it is not withdrawn.
     pub abandoned: Abandoned,
+}
+
+impl WithdrawalRequest {
+    fn keyed(&self) -> Keyed<'_> {
+        Keyed { principal: self.principal, key: self.key.as_deref(), request_hash: &self.request_hash }
+    }
 }
 
 /// The answer to a completed withdrawal (what the route returns and an `Idempotency-Key` stores).
@@ -196,14 +202,10 @@ async fn withdraw_in_one_transaction(
         }
     }
     // Replays first: a key already answered gets its stored response and moves nothing.
-    let scoped: Vec<(String, String)> =
-        batch.iter().filter_map(|r| r.key.as_ref().map(|key| (r.principal.subject(), key.clone()))).collect();
-    let stored = store::idempotency::find_many(&mut tx, &scoped).await?;
-    for (answer, request) in answers.iter_mut().zip(batch).filter(|(a, _)| a.is_none()) {
-        if let Some(key) = &request.key {
-            if let Some(found) = stored.get(&(request.principal.subject(), key.clone())) {
-                *answer = Some(idempotency::replay(found.clone(), &request.request_hash));
-            }
+    let keyed: Vec<Keyed<'_>> = batch.iter().map(|r| r.keyed()).collect();
+    for (answer, replayed) in answers.iter_mut().zip(idempotency::replays(&mut tx, &keyed).await?) {
+        if answer.is_none() {
+            *answer = replayed;
         }
     }
     // Then the movements, each checked against its account's balance as locked now.
@@ -221,7 +223,6 @@ async fn withdraw_in_one_transaction(
     let payments: Vec<Covered<'_>> =
         moving.iter().map(|(i, _, entry)| Covered { entry, payer: batch[*i].account, amount: batch[*i].amount }).collect();
     let outcomes = store::ledger::post_covered(&mut tx, &payments).await?;
-    let mut to_store: Vec<(String, &str, StoredResponse)> = Vec::new();
     for ((i, id, entry), outcome) in moving.iter().zip(outcomes) {
         let request = batch[*i];
         let answer = match outcome {
@@ -238,14 +239,11 @@ async fn withdraw_in_one_transaction(
             CoveredOutcome::NotCovered => Err(post_error(PostError::InsufficientFunds, "withdrawal")),
             CoveredOutcome::NoAccount => Err(post_error(PostError::UnknownAccount, "withdrawal")),
         };
-        if let (Some(key), Ok((status, body))) = (&request.key, &answer) {
-            let response = StoredResponse { request_hash: request.request_hash.clone(), status_code: status.as_u16(), body: body.clone() };
-            to_store.push((request.principal.subject(), key.as_str(), response));
-        }
         answers[*i] = Some(answer);
     }
-    let stores: Vec<(&str, &str, &StoredResponse)> = to_store.iter().map(|(p, k, r)| (p.as_str(), *k, r)).collect();
-    store::idempotency::store_many(&mut tx, &stores).await?;
+    let answered: Vec<(Keyed<'_>, &ApiResult<JsonReply>)> =
+        moving.iter().filter_map(|(i, _, _)| Some((keyed[*i], answers[*i].as_ref()?))).collect();
+    idempotency::store_answers(&mut tx, &answered).await?;
     // A failed commit may still have committed (the answer was lost): it is answered as an
     // error, never run again, as a withdrawal alone would be.
     if let Err(err) = tx.commit().await {

@@ -85,6 +85,21 @@ pub async fn post(conn: &mut PgConnection, entry: &JournalEntry) -> Result<Poste
     }
 }
 
+/// The postings of `entries` as the columns the multi-entry statements unnest: each posting's
+/// entry reference, owner, ledger account kind and amount.
+fn posting_columns<'a>(entries: impl Iterator<Item = &'a JournalEntry>) -> (Vec<&'a str>, Vec<Uuid>, Vec<&'a str>, Vec<Decimal>) {
+    let (mut of_entry, mut owners, mut accounts, mut amounts) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for entry in entries {
+        for p in entry.postings() {
+            of_entry.push(entry.reference());
+            owners.push(owner_uuid(p.account.owner));
+            accounts.push(p.account.kind.as_str());
+            amounts.push(p.amount.as_decimal());
+        }
+    }
+    (of_entry, owners, accounts, amounts)
+}
+
 /// Records several entries and applies them to balances, in one statement (the ledger's
 /// statement triggers run once for all of them). References must be distinct: postings find
 /// their entry by reference, so entries sharing one would be unbalanced and refused. Fails like
@@ -95,15 +110,7 @@ pub async fn post_many(conn: &mut PgConnection, entries: &[&JournalEntry]) -> Re
     }
     let kinds: Vec<&str> = entries.iter().map(|e| e.kind().as_str()).collect();
     let references: Vec<&str> = entries.iter().map(|e| e.reference()).collect();
-    let (mut of_entry, mut owners, mut accounts, mut amounts) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for entry in entries {
-        for p in entry.postings() {
-            of_entry.push(entry.reference());
-            owners.push(owner_uuid(p.account.owner));
-            accounts.push(p.account.kind.as_str());
-            amounts.push(p.amount.as_decimal());
-        }
-    }
+    let (of_entry, owners, accounts, amounts) = posting_columns(entries.iter().copied());
     // Postings in ledger-account order, as in [`post`].
     let result: Result<(i64, i64), sqlx::Error> = sqlx::query_as(
         "WITH entries AS (
@@ -175,15 +182,7 @@ pub async fn post_covered(conn: &mut PgConnection, payments: &[Covered<'_>]) -> 
     let references: Vec<&str> = payments.iter().map(|p| p.entry.reference()).collect();
     let payers: Vec<Uuid> = payments.iter().map(|p| p.payer.0).collect();
     let amounts: Vec<Decimal> = payments.iter().map(|p| p.amount.as_decimal()).collect();
-    let (mut of_entry, mut owners, mut accounts, mut posted_amounts) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for payment in payments {
-        for p in payment.entry.postings() {
-            of_entry.push(payment.entry.reference());
-            owners.push(owner_uuid(p.account.owner));
-            accounts.push(p.account.kind.as_str());
-            posted_amounts.push(p.amount.as_decimal());
-        }
-    }
+    let (of_entry, owners, accounts, posted_amounts) = posting_columns(payments.iter().map(|p| p.entry));
     type Row = (String, Option<i64>, Option<DateTime<Utc>>, Option<Decimal>, Option<Decimal>, Option<Decimal>, i64);
     let result: Result<Vec<Row>, sqlx::Error> = sqlx::query_as(
         "WITH wanted AS (

@@ -150,21 +150,12 @@ pub async fn submit(
 
 /// Settles one verified submission in a transaction of its own (retried on contention),
 /// honouring its idempotency key.
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn settle_alone(
-    state: &AppState,
-    principal: Principal,
-    key: Option<String>,
-    request_hash: Vec<u8>,
-    prover: AccountId,
-    job_id: Uuid,
-    slot: (Uuid, u64),
-    proof: &str,
-    verdict: Verdict,
-) -> ApiResult<JsonReply> {
+pub(super) async fn settle_alone(delivery: &Delivery, verdict: Verdict) -> ApiResult<JsonReply> {
+    let d = delivery;
     contended("settle a proof", || {
-        let (app, verdict, proof) = (state.clone(), verdict.clone(), proof.to_owned());
-        idempotency::run(state, principal, key.clone(), request_hash.clone(), move |conn| {
+        let (app, verdict, proof) = (d.state.clone(), verdict.clone(), d.proof.clone());
+        let (prover, job_id, slot) = (d.prover, d.job_id, d.slot);
+        idempotency::run(&d.state, d.principal, d.key.clone(), d.request_hash.clone(), move |conn| {
             Box::pin(async move {
                 let outcome = settle_proof(conn, &app, prover, job_id, slot, &proof, verdict).await?;
                 idempotency::reply(StatusCode::OK, &outcome)

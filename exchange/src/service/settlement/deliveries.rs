@@ -37,8 +37,8 @@ use super::proof_checks::{check_on_blocking_pool, ProofToCheck, PROOFS_PER_BATCH
 use crate::auth::Principal;
 use crate::batch::{all_answered, Batcher, Unwritten};
 use crate::error::{ApiError, ApiResult};
-use crate::idempotency::{self, JsonReply};
-use crate::store::{self, idempotency::StoredResponse, jobs::JobRow, slots::SlotRow};
+use crate::idempotency::{self, JsonReply, Keyed};
+use crate::store::{self, jobs::JobRow, slots::SlotRow};
 use crate::webhooks::settlement as events;
 use crate::AppState;
 
@@ -63,6 +63,12 @@ pub struct Delivery {
     pub proof: String,
     /// Its public signals, as verified.
     pub public_signals: Vec<String>,
+}
+
+impl Delivery {
+    fn keyed(&self) -> Keyed<'_> {
+        Keyed { principal: self.principal, key: self.key.as_deref(), request_hash: &self.request_hash }
+    }
 }
 
 /// A submitted proof: what to check, and what to deliver if it is valid (its `public_signals`
@@ -148,11 +154,8 @@ async fn verify(keys: Arc<KeyStore>, settling: Settling, items: Vec<Submission>)
                 }
             }
         }
-        for (d, answer) in invalid {
-            let result =
-                settle_alone(&d.state, d.principal, d.key.clone(), d.request_hash.clone(), d.prover, d.job_id, d.slot, &d.proof, Verdict::Invalid)
-                    .await;
-            let _ = answer.send(result);
+        for (delivery, answer) in invalid {
+            let _ = answer.send(settle_alone(&delivery, Verdict::Invalid).await);
         }
     });
     checked
@@ -195,11 +198,8 @@ pub async fn deliver_together(items: Vec<Delivery>) -> Vec<ApiResult<JsonReply>>
     }
     alone.sort_unstable();
     for i in alone {
-        let d = &items[i];
-        let verdict = Verdict::Valid { public_signals: d.public_signals.clone() };
-        let answer =
-            settle_alone(&d.state, d.principal, d.key.clone(), d.request_hash.clone(), d.prover, d.job_id, d.slot, &d.proof, verdict).await;
-        answers[i] = Some(answer);
+        let verdict = Verdict::Valid { public_signals: items[i].public_signals.clone() };
+        answers[i] = Some(settle_alone(&items[i], verdict).await);
     }
     all_answered(answers)
 }
@@ -223,22 +223,12 @@ async fn deliver_in_one_transaction(batch: &[&Delivery]) -> Result<Vec<Option<Ap
     // for each batch (PostgreSQL would keep choosing custom plans for their array parameters).
     let mut tx = state.db.begin_with("BEGIN; SET LOCAL plan_cache_mode = force_generic_plan").await?;
     let now = state.now();
-    let mut answers: Vec<Option<ApiResult<JsonReply>>> = vec![None; batch.len()];
-    let mut replayed = vec![false; batch.len()];
-
     // Replays first: a key already answered gets its stored response and moves nothing.
-    let scoped: Vec<(String, String)> =
-        batch.iter().filter_map(|d| d.key.as_ref().map(|key| (d.principal.subject(), key.clone()))).collect();
-    let stored = store::idempotency::find_many(&mut tx, &scoped).await?;
-    for (i, d) in batch.iter().enumerate() {
-        if let Some(found) = d.key.as_ref().and_then(|key| stored.get(&(d.principal.subject(), key.clone()))) {
-            answers[i] = Some(idempotency::replay(found.clone(), &d.request_hash));
-            replayed[i] = true;
-        }
-    }
+    let keyed: Vec<Keyed<'_>> = batch.iter().map(|d| d.keyed()).collect();
+    let mut answers = idempotency::replays(&mut tx, &keyed).await?;
 
     // Slots, then jobs, locked as the one-by-one path locks them; then each decision.
-    let moving: Vec<usize> = (0..batch.len()).filter(|&i| !replayed[i]).collect();
+    let moving: Vec<usize> = (0..batch.len()).filter(|&i| answers[i].is_none()).collect();
     let slot_keys: Vec<(Uuid, u64)> = moving.iter().map(|&i| batch[i].slot).collect();
     let slots = store::slots::lock_many(&mut tx, &slot_keys).await?;
     let job_ids: Vec<Uuid> = moving.iter().map(|&i| batch[i].job_id).collect();
@@ -258,7 +248,6 @@ async fn deliver_in_one_transaction(batch: &[&Delivery]) -> Result<Vec<Option<Ap
 
     write(&mut tx, &deciding, now).await?;
 
-    let mut to_store: Vec<(String, &str, StoredResponse)> = Vec::new();
     for d in &deciding {
         let outcome = SubmitOutcome {
             job_id: d.item.job_id,
@@ -266,15 +255,11 @@ async fn deliver_in_one_transaction(batch: &[&Delivery]) -> Result<Vec<Option<Ap
             slot_state: SlotState::Delivered,
             reason: d.delivered.settlement.reason.as_str().into(),
         };
-        let answer = idempotency::reply(StatusCode::OK, &outcome);
-        if let (Some(key), Ok((status, body))) = (&d.item.key, &answer) {
-            let response = StoredResponse { request_hash: d.item.request_hash.clone(), status_code: status.as_u16(), body: body.clone() };
-            to_store.push((d.item.principal.subject(), key.as_str(), response));
-        }
-        answers[d.index] = Some(answer);
+        answers[d.index] = Some(idempotency::reply(StatusCode::OK, &outcome));
     }
-    let stores: Vec<(&str, &str, &StoredResponse)> = to_store.iter().map(|(p, k, r)| (p.as_str(), *k, r)).collect();
-    store::idempotency::store_many(&mut tx, &stores).await?;
+    let answered: Vec<(Keyed<'_>, &ApiResult<JsonReply>)> =
+        deciding.iter().filter_map(|d| Some((keyed[d.index], answers[d.index].as_ref()?))).collect();
+    idempotency::store_answers(&mut tx, &answered).await?;
     // A failed commit may still have committed (the answer was lost): it is answered as an
     // error, never run again, as a delivery alone would be.
     if let Err(err) = tx.commit().await {
