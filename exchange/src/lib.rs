@@ -115,6 +115,8 @@ pub struct AppState {
     pub live_keys: service::api_keys::LiveKeys,
     /// Submitted proofs, verified and settled in batches.
     pub submissions: service::settlement::Submissions,
+    /// Submissions' jobs, read in batches.
+    pub tickets: service::settlement::Tickets,
 }
 
 /// The generated admin key's hash: made (and shown once) on the first start without
@@ -215,6 +217,7 @@ impl AppState {
             webhook_sealer,
             withdrawals: service::funds::withdrawals(db.clone(), routes::funds::withdrawal_reply),
             submissions,
+            tickets: service::settlement::tickets(db.clone()),
             live_keys: service::api_keys::live_keys(db.clone()),
             read_db: db.clone(),
             direct_db: db.clone(),

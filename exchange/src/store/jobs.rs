@@ -310,6 +310,15 @@ impl TryFrom<RawTicket> for Ticket {
 const TICKET_SLOT: &str = "s.public_input, s.opens_at, s.deadline, c.system, c.circuit, c.size_log2, c.deadline_secs";
 const TICKET_FROM: &str = "jobs j JOIN slots s ON s.contract_id = j.contract_id AND s.n = j.n JOIN contracts c ON c.id = j.contract_id";
 
+/// The tickets of those of `ids` that exist, by job id: one statement for a batch of submissions.
+pub async fn tickets(conn: &mut PgConnection, ids: &[Uuid]) -> Result<std::collections::HashMap<Uuid, Ticket>, sqlx::Error> {
+    let raws: Vec<RawTicket> = sqlx::query_as(&format!("SELECT {JOB}, {TICKET_SLOT} FROM {TICKET_FROM} WHERE j.id = ANY($1)"))
+        .bind(ids)
+        .fetch_all(conn)
+        .await?;
+    raws.into_iter().map(|raw| Ticket::try_from(raw).map(|ticket| (ticket.job.id, ticket))).collect()
+}
+
 /// A job with its slot and class.
 pub async fn ticket(conn: &mut PgConnection, id: Uuid) -> Result<Option<Ticket>, sqlx::Error> {
     let raw: Option<RawTicket> = sqlx::query_as(&format!("SELECT {JOB}, {TICKET_SLOT} FROM {TICKET_FROM} WHERE j.id = $1"))

@@ -2,10 +2,12 @@
 //! claim retried after a lost answer gets its job back), submitting proofs (verified before any
 //! transaction opens, with the verifying key loaded at start), and giving jobs back.
 
+use std::sync::Arc;
+
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -21,6 +23,7 @@ use super::deliveries::{Checked, Delivery, Submission};
 use super::proof_checks::ProofToCheck;
 use super::context::Context;
 use crate::auth::Principal;
+use crate::batch::Batcher;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::idempotency::{self, JsonReply};
 use crate::retry::contended;
@@ -133,8 +136,11 @@ pub async fn submit(
     job_id: Uuid,
     proof: String,
 ) -> ApiResult<JsonReply> {
-    let ticket = store::jobs::ticket(&mut *state.db.acquire().await?, job_id)
-        .await?
+    let ticket = state
+        .tickets
+        .call(job_id)
+        .await
+        .map_err(ApiError::internal)??
         .filter(|t| t.job.prover == Some(prover))
         .ok_or_else(|| not_yours(job_id))?;
     let input = ticket.input.clone().ok_or_else(|| ApiError::internal("a proving slot has no input"))?;
@@ -146,6 +152,34 @@ pub async fn submit(
         Checked::Answered(answer) => answer,
         Checked::Settling(answer) => answer.await.map_err(|_| ApiError::internal("the settling of a proof ended without an answer"))?,
     }
+}
+
+/// Submissions' jobs read in batches: one statement for the tickets of the submissions that
+/// arrive together (each read after its request arrived), two statements in flight at most.
+pub type Tickets = Batcher<Uuid, ApiResult<Option<Ticket>>>;
+
+/// Tickets per statement at most (a batch of submissions is at most 64 proofs).
+const TICKETS_PER_STATEMENT: usize = 64;
+
+/// The [`Tickets`] of `db`.
+pub fn tickets(db: PgPool) -> Tickets {
+    Batcher::new(
+        TICKETS_PER_STATEMENT,
+        2,
+        Arc::new(move |ids: Vec<Uuid>| {
+            let db = db.clone();
+            Box::pin(async move {
+                let read = match db.acquire().await {
+                    Ok(mut conn) => store::jobs::tickets(&mut conn, &ids).await,
+                    Err(err) => Err(err),
+                };
+                match read {
+                    Ok(tickets) => ids.iter().map(|id| Ok(tickets.get(id).cloned())).collect(),
+                    Err(err) => vec![Err(ApiError::from(err)); ids.len()],
+                }
+            })
+        }),
+    )
 }
 
 /// Settles one verified submission in a transaction of its own (retried on contention),

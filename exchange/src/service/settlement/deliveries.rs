@@ -126,7 +126,9 @@ async fn settle_groups(groups: Vec<Vec<Delivery>>) -> Vec<Vec<ApiResult<JsonRepl
 /// ones failed one by one.
 async fn verify(keys: Arc<KeyStore>, settling: Settling, items: Vec<Submission>) -> Vec<Checked> {
     let (checks, deliveries): (Vec<ProofToCheck>, Vec<Delivery>) = items.into_iter().map(|s| (s.check, s.delivery)).unzip();
+    let started = std::time::Instant::now();
     let verdicts = check_on_blocking_pool(keys, checks).await;
+    tracing::debug!(proofs = verdicts.len(), micros = started.elapsed().as_micros() as u64, "batch verified");
     let mut checked = Vec::with_capacity(deliveries.len());
     let (mut valid, mut invalid) = (Vec::new(), Vec::new());
     for (mut delivery, verdict) in deliveries.into_iter().zip(verdicts) {
@@ -173,7 +175,10 @@ pub async fn deliver_together(items: Vec<Delivery>) -> Vec<ApiResult<JsonReply>>
         let mut slots = HashSet::new();
         let (round, later): (Vec<usize>, Vec<usize>) = pending.iter().partition(|&&i| slots.insert(items[i].slot));
         let batch: Vec<&Delivery> = round.iter().map(|&i| &items[i]).collect();
-        match deliver_in_one_transaction(&batch).await {
+        let started = std::time::Instant::now();
+        let done = deliver_in_one_transaction(&batch).await;
+        tracing::debug!(deliveries = batch.len(), micros = started.elapsed().as_micros() as u64, "settling transaction");
+        match done {
             Ok(done) => {
                 for (&i, answer) in round.iter().zip(done) {
                     match answer {

@@ -36,7 +36,7 @@ mod slots;
 
 use chrono::{DateTime, Utc};
 
-pub use agents::{claim, release, submit, SubmitOutcome, Wanted};
+pub use agents::{claim, release, submit, tickets, SubmitOutcome, Tickets, Wanted};
 pub use collateral::live_exposure;
 pub use context::AGENT_LIVE;
 pub use deliveries::{deliver_together, submissions, Checked, Delivery, Submission, Submissions};
