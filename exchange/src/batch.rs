@@ -2,11 +2,13 @@
 //! callers hand it and processes whatever has queued as one batch (a group commit of withdrawals,
 //! one batch verification of proofs), then answers each caller with its own result.
 //!
-//! Nothing waits on a timer: the first item starts a batch at once, and what arrives while a batch
-//! runs forms the next one, so batches grow with the load and a lone request goes alone. At most
-//! `max_in_flight` batches run at a time, each of at most `max_batch` items. Batches run on tasks
-//! of their own, so a caller that goes away (a client hanging up) neither stops nor spoils the
-//! batch its item is in; an item whose caller went away before its batch began is left out.
+//! Nothing waits on a timer: the first item starts a batch as soon as the tasks already runnable
+//! have had their turn (callers woken together, by the batch of an earlier stage, queue together),
+//! and what arrives while a batch runs forms the next one, so batches grow with the load and a
+//! lone request goes alone, at once. At most `max_in_flight` batches run at a time, each of at
+//! most `max_batch` items. Batches run on tasks of their own, so a caller that goes away (a client
+//! hanging up) neither stops nor spoils the batch its item is in; an item whose caller went away
+//! before its batch began is left out.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -143,6 +145,10 @@ async fn drain<T: Send + 'static, R: Send + 'static>(inner: Arc<Inner<T, R>>) {
     }
     let mut this = Counted { inner, counted: true };
     loop {
+        // The tasks already runnable go first: callers woken together (by one batch of an
+        // earlier stage) queue their items before this batch is taken, instead of the first of
+        // them going alone because a task just spawned runs before those woken with it.
+        tokio::task::yield_now().await;
         let batch: Vec<(T, oneshot::Sender<R>)> = {
             let mut queue = this.inner.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let n = queue.waiting.len().min(this.inner.max_batch);
@@ -243,6 +249,48 @@ mod tests {
         assert_eq!(most.load(Ordering::SeqCst), 1);
         // A lone call after the queue emptied goes alone, at once.
         assert_eq!(batcher.call(7).await.unwrap(), 14);
+    }
+
+    /// The shape of a pipeline's stages: the callers an earlier batch answers wake together, and
+    /// their items must form one batch, not a batch of the first alone and one of the rest.
+    /// (A task spawned by a worker runs before the tasks woken with it: the drain waits its turn.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn callers_woken_together_are_one_batch() {
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let record = Arc::clone(&sizes);
+        let process: Process<u64, u64> = Arc::new(move |items: Vec<u64>| {
+            record.lock().unwrap().push(items.len());
+            Box::pin(async move { items })
+        });
+        let batcher = Batcher::new(16, 1, process);
+        let gate = Arc::new(tokio::sync::RwLock::new(()));
+        let closed = gate.clone().write_owned().await;
+        let parked = Arc::new(AtomicUsize::new(0));
+        let calls: Vec<_> = (0..8u64)
+            .map(|i| {
+                let (b, gate, parked) = (batcher.clone(), Arc::clone(&gate), Arc::clone(&parked));
+                tokio::spawn(async move {
+                    // Counted in the poll that parks it: the one worker finishes that poll first.
+                    parked.fetch_add(1, Ordering::SeqCst);
+                    let _open = gate.read().await;
+                    b.call(i).await.unwrap()
+                })
+            })
+            .collect();
+        // Every caller is parked at the gate, then all wake at once, woken by a task on the
+        // worker (as a batch answers its callers).
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while parked.load(Ordering::SeqCst) < 8 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await
+        .expect("the callers never reached the gate");
+        tokio::spawn(async move { drop(closed) }).await.unwrap();
+        for (i, call) in calls.into_iter().enumerate() {
+            assert_eq!(call.await.unwrap(), i as u64);
+        }
+        assert_eq!(*sizes.lock().unwrap(), vec![8]);
     }
 
     #[tokio::test]
