@@ -213,6 +213,22 @@ pub(crate) fn all_answered<T>(answers: Vec<Option<crate::error::ApiResult<T>>>) 
         .collect()
 }
 
+/// The answers of a batch read with one statement: `each` turns the rows into one answer per
+/// item, in the items' order; a read that failed (or found no connection) is every item's error.
+pub(crate) fn answers_of_read<T, R>(
+    read: Result<T, sqlx::Error>,
+    items: usize,
+    each: impl FnOnce(T) -> Vec<R>,
+) -> Vec<crate::error::ApiResult<R>> {
+    match read {
+        Ok(rows) => each(rows).into_iter().map(Ok).collect(),
+        Err(err) => {
+            let err = crate::error::ApiError::from(err);
+            (0..items).map(|_| Err(err.clone())).collect()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

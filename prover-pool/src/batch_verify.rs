@@ -97,8 +97,7 @@ fn combination_holds<R: RngCore + CryptoRng>(
         .unzip();
     let mut g1 = G1Projective::normalize_batch(&scaled_a);
     let mut g2: Vec<&G2Prepared> = prepared_b.iter().collect();
-    let [inputs, c_combined] = G1Projective::normalize_batch(&[inputs, c_combined])[..] else { return false };
-    g1.extend([inputs, c_combined]);
+    g1.extend(G1Projective::normalize_batch(&[inputs, c_combined]));
     g2.extend([&pvk.gamma_g2_neg_pc, &pvk.delta_g2_neg_pc]);
     let Some(PairingOutput(left)) = Bn254::final_exponentiation(MillerLoopOutput(miller_loop(&g1, &g2))) else { return false };
     // Pairing outputs lie in the cyclotomic subgroup, where powers are cheaper (a third of `pow`).

@@ -19,7 +19,7 @@ use uuid::Uuid;
 use pcx_domain::AccountId;
 
 use crate::auth;
-use crate::batch::Batcher;
+use crate::batch::{self, Batcher};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::store::{self, accounts::AccountRow, api_keys::ApiKeyRow};
 use crate::AppState;
@@ -39,14 +39,8 @@ pub fn live_keys(db: PgPool) -> LiveKeys {
         Arc::new(move |keys: Vec<(Uuid, AccountId)>| {
             let db = db.clone();
             Box::pin(async move {
-                let live = match db.acquire().await {
-                    Ok(mut conn) => store::api_keys::live_among(&mut conn, &keys).await,
-                    Err(err) => Err(err),
-                };
-                match live {
-                    Ok(live) => keys.iter().map(|(id, _)| Ok(live.contains(id))).collect(),
-                    Err(err) => vec![Err(ApiError::from(err)); keys.len()],
-                }
+                let live = async { store::api_keys::live_among(&mut *db.acquire().await?, &keys).await }.await;
+                batch::answers_of_read(live, keys.len(), |live| keys.iter().map(|(id, _)| live.contains(id)).collect())
             })
         }),
     )

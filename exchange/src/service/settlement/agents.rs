@@ -23,7 +23,7 @@ use super::deliveries::{Checked, Delivery, Submission};
 use super::proof_checks::ProofToCheck;
 use super::context::Context;
 use crate::auth::Principal;
-use crate::batch::Batcher;
+use crate::batch::{self, Batcher};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::idempotency::{self, JsonReply};
 use crate::retry::contended;
@@ -169,14 +169,8 @@ pub fn tickets(db: PgPool) -> Tickets {
         Arc::new(move |ids: Vec<Uuid>| {
             let db = db.clone();
             Box::pin(async move {
-                let read = match db.acquire().await {
-                    Ok(mut conn) => store::jobs::tickets(&mut conn, &ids).await,
-                    Err(err) => Err(err),
-                };
-                match read {
-                    Ok(tickets) => ids.iter().map(|id| Ok(tickets.get(id).cloned())).collect(),
-                    Err(err) => vec![Err(ApiError::from(err)); ids.len()],
-                }
+                let read = async { store::jobs::tickets(&mut *db.acquire().await?, &ids).await }.await;
+                batch::answers_of_read(read, ids.len(), |tickets| ids.iter().map(|id| tickets.get(id).cloned()).collect())
             })
         }),
     )
