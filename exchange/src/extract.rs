@@ -86,39 +86,63 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::Unauthenticated,
-                "this route needs `Authorization: Bearer <token>`; get a token from POST /v1/auth/token",
-            )
-        })?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::new(ErrorCode::Unauthenticated, "the Authorization header must be `Bearer <token>`")
-            })?;
-        let caller = state.tokens.verify(token).map_err(|err| match err {
-            TokenError::Expired => ApiError::new(ErrorCode::InvalidToken, err.to_string()),
-            TokenError::Invalid(_) => ApiError::new(
-                ErrorCode::InvalidToken,
-                "the token is not valid (bad signature, malformed or tampered); get a new one from POST /v1/auth/token",
-            ),
-        })?;
+        let caller = verified_token(parts, state)?;
         if let (Some(key_id), Principal::Account(account)) = (caller.key_id, caller.principal) {
             if !state.live_keys.call((key_id, account)).await.map_err(ApiError::internal)?? {
-                return Err(ApiError::new(
-                    ErrorCode::InvalidToken,
-                    "the API key this token was minted from has been revoked, and its tokens with it; get a new \
-                     token from POST /v1/auth/token with a live key",
-                ));
+                return Err(revoked_key());
             }
         }
         Ok(caller)
     }
+}
+
+/// The bearer token verified like [`Caller`]'s (signature, expiry), except that its API key's
+/// liveness is left to the route's own statement, which checks it where it writes (a
+/// withdrawal's, [`crate::service::funds::Withdrawals`]): one round trip fewer on a hot path.
+/// A route taking this must pass `key_id` to an effect that refuses a revoked key with
+/// [`revoked_key`] before it replays or moves anything.
+#[derive(Debug, Clone, Copy)]
+pub struct CallerKeyCheckedByEffect(pub Caller);
+
+impl FromRequestParts<AppState> for CallerKeyCheckedByEffect {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        verified_token(parts, state).map(CallerKeyCheckedByEffect)
+    }
+}
+
+/// The answer to a token whose API key has been revoked.
+pub fn revoked_key() -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidToken,
+        "the API key this token was minted from has been revoked, and its tokens with it; get a new \
+         token from POST /v1/auth/token with a live key",
+    )
+}
+
+/// The caller named by the bearer token, its signature and expiry checked.
+fn verified_token(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
+    let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::Unauthenticated,
+            "this route needs `Authorization: Bearer <token>`; get a token from POST /v1/auth/token",
+        )
+    })?;
+    let token = header
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated, "the Authorization header must be `Bearer <token>`"))?;
+    state.tokens.verify(token).map_err(|err| match err {
+        TokenError::Expired => ApiError::new(ErrorCode::InvalidToken, err.to_string()),
+        TokenError::Invalid(_) => ApiError::new(
+            ErrorCode::InvalidToken,
+            "the token is not valid (bad signature, malformed or tampered); get a new one from POST /v1/auth/token",
+        ),
+    })
 }
 
 /// The optional `Idempotency-Key` header.

@@ -162,6 +162,54 @@ async fn a_revoked_key_mints_nothing_and_its_tokens_stop_at_once_on_every_replic
     assert_eq!(listed["api_keys"][1]["revoked_at"], revoked.body["revoked_at"]);
 }
 
+/// A withdrawal leaves its key check to its own statement (one round trip fewer), so this is the
+/// same rule on that path: a revoked key's token moves nothing, alone or in a group, with an
+/// `Idempotency-Key` or without, and gets no stored answer replayed.
+#[tokio::test]
+async fn a_revoked_key_s_token_withdraws_nothing_and_replays_nothing() {
+    let app = spawn_app().await;
+    let (id, key_a) = app.register("w", "buyer").await;
+    app.deposit(&id, "100").await;
+    let token_a = app.token(&key_a).await;
+    let (id_b, key_b) = create_key(&app, &token_a).await;
+    let token_b = app.token(&key_b).await;
+    assert_eq!(app.post("/v1/withdrawals", Some(&token_b), json!({"amount": "1"})).await.status, 201);
+    let keyed = app.post_with_key("/v1/withdrawals", Some(&token_b), Some("w-1"), json!({"amount": "2"})).await;
+    assert_eq!(keyed.status, 201, "{}", keyed.body);
+    assert_eq!(app.delete(&format!("{KEYS}/{id_b}"), Some(&token_a)).await.status, 200);
+
+    for key in [None, Some("w-1"), Some("w-2")] {
+        let reply = app.post_with_key("/v1/withdrawals", Some(&token_b), key, json!({"amount": "2"})).await;
+        let why = reply.assert_error(401, "invalid_token");
+        assert!(why.contains("revoked"), "{why}");
+    }
+    // Several at once, beside another account's withdrawals (they share statements with them).
+    let (other, token_other) = app.account("other", "buyer").await;
+    app.deposit(&other, "100").await;
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let (client, token) = (app.http.clone(), if i % 3 == 0 { token_other.clone() } else { token_b.clone() });
+        let url = app.url("/v1/withdrawals");
+        tasks.push(tokio::spawn(async move {
+            let reply = client.post(url).bearer_auth(token).json(&json!({"amount": "1"})).send().await.unwrap();
+            reply.status().as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    assert_eq!(statuses.iter().filter(|&&s| s == 201).count(), 4, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|&&s| s == 401).count(), 8, "{statuses:?}");
+
+    // 100 - 1 - 2 before the revocation and nothing after it; the other account's 4 went.
+    assert_eq!(app.balances(&token_a).await["available"], "97");
+    assert_eq!(app.balances(&token_other).await["available"], "96");
+    let summary = app.summary().await;
+    assert_eq!(summary["balanced"], true);
+    assert_eq!(summary["entry_count"], 2 + 2 + 4);
+}
+
 #[tokio::test]
 async fn a_key_revoked_with_its_own_token_says_so() {
     let app = spawn_app().await;

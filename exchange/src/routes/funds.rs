@@ -12,7 +12,7 @@ use pcx_domain::{AccountId, AccountKind, AccountRole, Money};
 
 use crate::auth::{Caller, Principal};
 use crate::error::{ApiError, ApiResult, ErrorCode, ErrorEnvelope};
-use crate::extract::{ApiJson, ApiQuery, IdempotencyKey};
+use crate::extract::{ApiJson, ApiQuery, CallerKeyCheckedByEffect, IdempotencyKey};
 use crate::idempotency::{self, reply, respond};
 use crate::service::funds;
 use crate::store::{self, ledger::Balances};
@@ -190,14 +190,14 @@ pub struct WithdrawalResponse {
               (status = 422, body = ErrorEnvelope)))]
 pub async fn withdraw(
     State(state): State<AppState>,
-    caller: Caller,
+    CallerKeyCheckedByEffect(caller): CallerKeyCheckedByEffect,
     IdempotencyKey(key): IdempotencyKey,
     ApiJson(req): ApiJson<WithdrawalRequest>,
 ) -> ApiResult<Response> {
     let account = caller.account()?;
     let amount = validate::positive_amount("amount", &req.amount)?;
     let request_hash = idempotency::request_hash("POST /v1/withdrawals", &amount.to_string());
-    let request = |abandoned| funds::WithdrawalRequest { principal: caller.principal, account, amount, key, request_hash, abandoned };
+    let request = |abandoned| funds::WithdrawalRequest { principal: caller.principal, account, amount, key_id: caller.key_id, key, request_hash, abandoned };
     let replied = state.withdrawals.call_abandonable(request).await.map_err(ApiError::internal)??;
     Ok(respond(replied))
 }

@@ -87,6 +87,9 @@ pub struct WithdrawalRequest {
     pub account: AccountId,
     /// How much.
     pub amount: Money,
+    /// The API key the caller's token was minted from, if any: the withdrawal checks that it is
+    /// still live (the route takes [`crate::extract::CallerKeyCheckedByEffect`]).
+    pub key_id: Option<Uuid>,
     /// The request's `Idempotency-Key`.
     pub key: Option<String>,
     /// [`idempotency::request_hash`] of the request.
@@ -105,9 +108,12 @@ impl WithdrawalRequest {
 pub type WithdrawalReply = fn(&Movement, Money) -> ApiResult<JsonReply>;
 
 /// Withdrawals by group commit (see [`crate::batch`]): the withdrawals that arrive together are
-/// written by one transaction — their balances locked and checked in one statement, their entries
-/// and postings in another, their idempotency keys in a third — and each request is answered
-/// after that commit. The guarantees are those of one withdrawal per transaction: a refused
+/// written by one transaction and each request is answered after that commit. Without
+/// `Idempotency-Key`s that transaction is one statement, sent alone (its own transaction, one
+/// round trip): the callers' API keys checked live, their balances locked and checked, their
+/// entries and postings written ([`store::ledger::post_covered`]). With keys it is a transaction
+/// of four: the API keys checked, the stored answers replayed, that same statement, the answers
+/// stored. The guarantees are those of one withdrawal per transaction: a refused
 /// withdrawal (409 `insufficient_funds`) writes nothing and does not hold the others back, an
 /// account moves at most once per transaction (a second withdrawal of it waits for the next), and
 /// a transaction that fails before its commit is run again withdrawal by withdrawal, which answers
@@ -177,6 +183,11 @@ async fn withdraw_alone(db: &PgPool, reply: WithdrawalReply, request: &Withdrawa
     if request.abandoned.is_set() {
         return abandoned();
     }
+    if let Some(key) = request.key_id {
+        if store::api_keys::live_among(&mut *db.acquire().await?, &[(key, request.account)]).await?.is_empty() {
+            return Err(crate::extract::revoked_key());
+        }
+    }
     let (account, amount) = (request.account, request.amount);
     idempotency::run_on(db, request.principal, request.key.clone(), request.request_hash.clone(), move |conn| {
         Box::pin(async move { reply(&withdraw(conn, account, amount).await?, amount) })
@@ -185,12 +196,15 @@ async fn withdraw_alone(db: &PgPool, reply: WithdrawalReply, request: &Withdrawa
 }
 
 /// The withdrawals of `batch` (of distinct accounts) in one transaction. `Ok` holds every
-/// request's answer, also the refused ones; an error before the commit means nothing was written.
+/// request's answer, also the refused ones; an error means nothing was written.
 async fn withdraw_in_one_transaction(
     db: &PgPool,
     reply: WithdrawalReply,
     batch: &[&WithdrawalRequest],
 ) -> Result<Vec<ApiResult<JsonReply>>, Unwritten> {
+    if batch.iter().all(|r| r.key.is_none()) {
+        return withdraw_in_one_statement(db, reply, batch).await;
+    }
     // The group's statements are the same every time: a generic plan spares planning them anew
     // for each batch (PostgreSQL would keep choosing custom plans for their array parameters).
     let mut tx = db.begin_with("BEGIN; SET LOCAL plan_cache_mode = force_generic_plan").await?;
@@ -201,15 +215,83 @@ async fn withdraw_in_one_transaction(
             *answer = Some(abandoned());
         }
     }
-    // Replays first: a key already answered gets its stored response and moves nothing.
+    // A revoked key's token is refused before anything, its stored answers included.
+    let api_keys: Vec<(Uuid, AccountId)> = batch.iter().filter_map(|r| Some((r.key_id?, r.account))).collect();
+    let live = store::api_keys::live_among(&mut tx, &api_keys).await?;
+    for (answer, request) in answers.iter_mut().zip(batch) {
+        if answer.is_none() && request.key_id.is_some_and(|key| !live.contains(&key)) {
+            *answer = Some(Err(crate::extract::revoked_key()));
+        }
+    }
+    // Replays next: a key already answered gets its stored response and moves nothing.
     let keyed: Vec<Keyed<'_>> = batch.iter().map(|r| r.keyed()).collect();
     for (answer, replayed) in answers.iter_mut().zip(idempotency::replays(&mut tx, &keyed).await?) {
         if answer.is_none() {
             *answer = replayed;
         }
     }
-    // Then the movements, each checked against its account's balance as locked now.
-    let mut moving: Vec<(usize, Uuid, JournalEntry)> = Vec::new();
+    // Then the movements, each checked against its account's balance as locked now (the keys
+    // were checked above, in this transaction).
+    let moving = movements(batch, &mut answers);
+    let payments: Vec<Covered<'_>> = moving
+        .iter()
+        .map(|(i, _, entry)| Covered { entry, payer: batch[*i].account, amount: batch[*i].amount, key: batch[*i].key_id })
+        .collect();
+    let outcomes = store::ledger::post_covered(&mut tx, &payments).await?;
+    answer_movements(reply, batch, &moving, outcomes, &mut answers);
+    let answered: Vec<(Keyed<'_>, &ApiResult<JsonReply>)> =
+        moving.iter().filter_map(|(i, _, _)| Some((keyed[*i], answers[*i].as_ref()?))).collect();
+    idempotency::store_answers(&mut tx, &answered).await?;
+    // A failed commit may still have committed (the answer was lost): it is answered as an
+    // error, never run again, as a withdrawal alone would be.
+    if let Err(err) = tx.commit().await {
+        let err = ApiError::from(err);
+        return Ok(vec![Err(err); batch.len()]);
+    }
+    Ok(all_answered(answers))
+}
+
+/// The withdrawals of `batch` (of distinct accounts, none with an `Idempotency-Key`: there is no
+/// answer to store) as one statement outside a transaction: the statement is the transaction.
+/// `Err` only when the database refused it (nothing written); a failure that may follow its
+/// commit (the connection lost meanwhile, say) is every request's answer, never run again.
+async fn withdraw_in_one_statement(
+    db: &PgPool,
+    reply: WithdrawalReply,
+    batch: &[&WithdrawalRequest],
+) -> Result<Vec<ApiResult<JsonReply>>, Unwritten> {
+    let mut conn = db.acquire().await?;
+    let mut answers: Vec<Option<ApiResult<JsonReply>>> = vec![None; batch.len()];
+    // A request answered meanwhile (say 503 while this waited for a connection) moves nothing.
+    for (answer, request) in answers.iter_mut().zip(batch) {
+        if request.abandoned.is_set() {
+            *answer = Some(abandoned());
+        }
+    }
+    let moving = movements(batch, &mut answers);
+    let payments: Vec<Covered<'_>> = moving
+        .iter()
+        .map(|(i, _, entry)| Covered { entry, payer: batch[*i].account, amount: batch[*i].amount, key: batch[*i].key_id })
+        .collect();
+    let outcomes = match store::ledger::post_covered(&mut conn, &payments).await {
+        Ok(outcomes) => outcomes,
+        // Refused by the database (a constraint, a deadlock): rolled back, run one by one. An
+        // outage's error may come after the commit, so it is not taken for a refusal.
+        Err(PostError::Db(err)) if matches!(err, sqlx::Error::Database(_)) && !crate::error::database_unavailable(&err) => {
+            return Err(Unwritten::Db(err))
+        }
+        Err(PostError::InsufficientFunds) => return Err(PostError::InsufficientFunds.into()),
+        Err(PostError::Db(err)) => return Ok(vec![Err(ApiError::from(err)); batch.len()]),
+        Err(err @ PostError::UnknownAccount) => return Ok(vec![Err(ApiError::internal(err)); batch.len()]),
+    };
+    answer_movements(reply, batch, &moving, outcomes, &mut answers);
+    Ok(all_answered(answers))
+}
+
+/// The journal entries of `batch`'s requests not answered yet (index, withdrawal id, entry); an
+/// amount no entry can hold is answered here.
+fn movements(batch: &[&WithdrawalRequest], answers: &mut [Option<ApiResult<JsonReply>>]) -> Vec<(usize, Uuid, JournalEntry)> {
+    let mut moving = Vec::new();
     for (i, request) in batch.iter().enumerate() {
         if answers[i].is_some() {
             continue;
@@ -220,9 +302,17 @@ async fn withdraw_in_one_transaction(
             Err(e) => answers[i] = Some(Err(ApiError::new(ErrorCode::InvalidAmount, e.to_string()))),
         }
     }
-    let payments: Vec<Covered<'_>> =
-        moving.iter().map(|(i, _, entry)| Covered { entry, payer: batch[*i].account, amount: batch[*i].amount }).collect();
-    let outcomes = store::ledger::post_covered(&mut tx, &payments).await?;
+    moving
+}
+
+/// Each movement's answer from its outcome in [`store::ledger::post_covered`].
+fn answer_movements(
+    reply: WithdrawalReply,
+    batch: &[&WithdrawalRequest],
+    moving: &[(usize, Uuid, JournalEntry)],
+    outcomes: Vec<CoveredOutcome>,
+    answers: &mut [Option<ApiResult<JsonReply>>],
+) {
     for ((i, id, entry), outcome) in moving.iter().zip(outcomes) {
         let request = batch[*i];
         let answer = match outcome {
@@ -238,17 +328,8 @@ async fn withdraw_in_one_transaction(
             }
             CoveredOutcome::NotCovered => Err(post_error(PostError::InsufficientFunds, "withdrawal")),
             CoveredOutcome::NoAccount => Err(post_error(PostError::UnknownAccount, "withdrawal")),
+            CoveredOutcome::KeyRevoked => Err(crate::extract::revoked_key()),
         };
         answers[*i] = Some(answer);
     }
-    let answered: Vec<(Keyed<'_>, &ApiResult<JsonReply>)> =
-        moving.iter().filter_map(|(i, _, _)| Some((keyed[*i], answers[*i].as_ref()?))).collect();
-    idempotency::store_answers(&mut tx, &answered).await?;
-    // A failed commit may still have committed (the answer was lost): it is answered as an
-    // error, never run again, as a withdrawal alone would be.
-    if let Err(err) = tx.commit().await {
-        let err = ApiError::from(err);
-        return Ok(vec![Err(err); batch.len()]);
-    }
-    Ok(all_answered(answers))
 }

@@ -155,6 +155,10 @@ pub struct Covered<'a> {
     pub payer: AccountId,
     /// What it takes from that balance.
     pub amount: Money,
+    /// The payer's API key the request came with, if it must still be live (not revoked) for
+    /// the payment to be made: checked by the same statement, so a request can leave the check
+    /// to it ([`crate::extract::CallerKeyCheckedByEffect`]).
+    pub key: Option<Uuid>,
 }
 
 /// What [`post_covered`] did with one payment.
@@ -166,6 +170,8 @@ pub enum CoveredOutcome {
     NotCovered,
     /// The payer has no available balance (no such account): nothing written.
     NoAccount,
+    /// The payment's [`Covered::key`] is not a live key of the payer's: nothing written.
+    KeyRevoked,
 }
 
 /// Posts the payments whose payer's available balance covers them, in one statement: the payers'
@@ -174,6 +180,10 @@ pub enum CoveredOutcome {
 /// outcome returned with the payer's balances afterwards. Payers must be distinct (a payer's
 /// second payment would be checked against the balance before its first). The balance check in
 /// the schema still stands behind the one made here.
+///
+/// Outside a transaction the statement is its own: then an `Err` that is
+/// [`PostError::InsufficientFunds`] or a database's refusal (`sqlx::Error::Database`) wrote
+/// nothing, and any other may follow its commit.
 pub async fn post_covered(conn: &mut PgConnection, payments: &[Covered<'_>]) -> Result<Vec<CoveredOutcome>, PostError> {
     if payments.is_empty() {
         return Ok(Vec::new());
@@ -182,20 +192,25 @@ pub async fn post_covered(conn: &mut PgConnection, payments: &[Covered<'_>]) -> 
     let references: Vec<&str> = payments.iter().map(|p| p.entry.reference()).collect();
     let payers: Vec<Uuid> = payments.iter().map(|p| p.payer.0).collect();
     let amounts: Vec<Decimal> = payments.iter().map(|p| p.amount.as_decimal()).collect();
+    let keys: Vec<Option<Uuid>> = payments.iter().map(|p| p.key).collect();
     let (of_entry, owners, accounts, posted_amounts) = posting_columns(payments.iter().map(|p| p.entry));
-    type Row = (String, Option<i64>, Option<DateTime<Utc>>, Option<Decimal>, Option<Decimal>, Option<Decimal>, i64);
+    type Row = (String, Option<i64>, Option<DateTime<Utc>>, Option<Decimal>, Option<Decimal>, Option<Decimal>, i64, bool);
     let result: Result<Vec<Row>, sqlx::Error> = sqlx::query_as(
         "WITH wanted AS (
-             SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::numeric[]) WITH ORDINALITY
-                    AS w (kind, reference, payer, amount, n)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::numeric[], $9::uuid[]) WITH ORDINALITY
+                    AS w (kind, reference, payer, amount, key, n)
+         ), authorised AS (
+             SELECT * FROM wanted w
+              WHERE w.key IS NULL
+                 OR EXISTS (SELECT 1 FROM api_keys k WHERE k.id = w.key AND k.account_id = w.payer AND k.revoked_at IS NULL)
          ), locked AS (
              SELECT owner_id, balance FROM ledger_accounts
-              WHERE owner_id IN (SELECT payer FROM wanted) AND kind = 'available'
+              WHERE owner_id IN (SELECT payer FROM authorised) AND kind = 'available'
               ORDER BY id
                 FOR NO KEY UPDATE
          ), entries AS (
              INSERT INTO journal_entries (kind, reference)
-             SELECT w.kind, w.reference FROM wanted w JOIN locked l ON l.owner_id = w.payer
+             SELECT w.kind, w.reference FROM authorised w JOIN locked l ON l.owner_id = w.payer
               WHERE w.amount <= l.balance
               ORDER BY w.n
              RETURNING id, reference, created_at
@@ -211,7 +226,8 @@ pub async fn post_covered(conn: &mut PgConnection, payments: &[Covered<'_>]) -> 
          SELECT w.reference, e.id, e.created_at, l.balance,
                 (SELECT balance FROM ledger_accounts WHERE owner_id = w.payer AND kind = 'escrow'),
                 (SELECT balance FROM ledger_accounts WHERE owner_id = w.payer AND kind = 'bonded'),
-                (SELECT count(*) FROM posted)
+                (SELECT count(*) FROM posted),
+                w.n IN (SELECT n FROM authorised)
            FROM wanted w
                 LEFT JOIN locked l ON l.owner_id = w.payer
                 LEFT JOIN entries e ON e.reference = w.reference
@@ -225,6 +241,7 @@ pub async fn post_covered(conn: &mut PgConnection, payments: &[Covered<'_>]) -> 
     .bind(&owners)
     .bind(&accounts)
     .bind(&posted_amounts)
+    .bind(&keys)
     .fetch_all(conn)
     .await;
     let rows = match result {
@@ -240,11 +257,15 @@ pub async fn post_covered(conn: &mut PgConnection, payments: &[Covered<'_>]) -> 
     let money = |d: Option<Decimal>| Money::from_decimal(d.unwrap_or_default()).map_err(|e| PostError::Db(sqlx::Error::Decode(Box::new(e))));
     let mut postings_expected = 0usize;
     let mut outcomes = Vec::with_capacity(rows.len());
-    for ((_, entry_id, created_at, available, escrow, bonded, _), payment) in rows.iter().zip(payments) {
+    for ((_, entry_id, created_at, available, escrow, bonded, _, authorised), payment) in rows.iter().zip(payments) {
         let outcome = match (entry_id, created_at, available) {
+            _ if !authorised => CoveredOutcome::KeyRevoked,
             (Some(entry_id), Some(created_at), Some(before)) => {
                 postings_expected += payment.entry.postings().len();
-                let after = before.checked_sub(payment.amount.as_decimal()).ok_or(PostError::InsufficientFunds)?;
+                // Written already (see the docs): a failure here is not a refusal.
+                let after = before
+                    .checked_sub(payment.amount.as_decimal())
+                    .ok_or_else(|| PostError::Db(sqlx::Error::Protocol("a payment's balance overflowed".into())))?;
                 let balances = Balances { available: money(Some(after))?, escrow: money(*escrow)?, bonded: money(*bonded)? };
                 CoveredOutcome::Posted(Posted { entry_id: *entry_id, created_at: *created_at }, balances)
             }
