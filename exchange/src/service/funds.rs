@@ -208,13 +208,7 @@ async fn withdraw_in_one_transaction(
     // The group's statements are the same every time: a generic plan spares planning them anew
     // for each batch (PostgreSQL would keep choosing custom plans for their array parameters).
     let mut tx = db.begin_with("BEGIN; SET LOCAL plan_cache_mode = force_generic_plan").await?;
-    let mut answers: Vec<Option<ApiResult<JsonReply>>> = vec![None; batch.len()];
-    // A request answered meanwhile (say 503 while this waited for a connection) moves nothing.
-    for (answer, request) in answers.iter_mut().zip(batch) {
-        if request.abandoned.is_set() {
-            *answer = Some(abandoned());
-        }
-    }
+    let mut answers = unanswered_unless_abandoned(batch);
     // A revoked key's token is refused before anything, its stored answers included.
     let api_keys: Vec<(Uuid, AccountId)> = batch.iter().filter_map(|r| Some((r.key_id?, r.account))).collect();
     let live = store::api_keys::live_among(&mut tx, &api_keys).await?;
@@ -233,11 +227,7 @@ async fn withdraw_in_one_transaction(
     // Then the movements, each checked against its account's balance as locked now (the keys
     // were checked above, in this transaction).
     let moving = movements(batch, &mut answers);
-    let payments: Vec<Covered<'_>> = moving
-        .iter()
-        .map(|(i, _, entry)| Covered { entry, payer: batch[*i].account, amount: batch[*i].amount, key: batch[*i].key_id })
-        .collect();
-    let outcomes = store::ledger::post_covered(&mut tx, &payments).await?;
+    let outcomes = store::ledger::post_covered(&mut tx, &payments(batch, &moving, KeyCheck::Done)).await?;
     answer_movements(reply, batch, &moving, outcomes, &mut answers);
     let answered: Vec<(Keyed<'_>, &ApiResult<JsonReply>)> =
         moving.iter().filter_map(|(i, _, _)| Some((keyed[*i], answers[*i].as_ref()?))).collect();
@@ -261,19 +251,9 @@ async fn withdraw_in_one_statement(
     batch: &[&WithdrawalRequest],
 ) -> Result<Vec<ApiResult<JsonReply>>, Unwritten> {
     let mut conn = db.acquire().await?;
-    let mut answers: Vec<Option<ApiResult<JsonReply>>> = vec![None; batch.len()];
-    // A request answered meanwhile (say 503 while this waited for a connection) moves nothing.
-    for (answer, request) in answers.iter_mut().zip(batch) {
-        if request.abandoned.is_set() {
-            *answer = Some(abandoned());
-        }
-    }
+    let mut answers = unanswered_unless_abandoned(batch);
     let moving = movements(batch, &mut answers);
-    let payments: Vec<Covered<'_>> = moving
-        .iter()
-        .map(|(i, _, entry)| Covered { entry, payer: batch[*i].account, amount: batch[*i].amount, key: batch[*i].key_id })
-        .collect();
-    let outcomes = match store::ledger::post_covered(&mut conn, &payments).await {
+    let outcomes = match store::ledger::post_covered(&mut conn, &payments(batch, &moving, KeyCheck::InStatement)).await {
         Ok(outcomes) => outcomes,
         // Refused by the database (a constraint, a deadlock): rolled back, run one by one. An
         // outage's error may come after the commit, so it is not taken for a refusal.
@@ -286,6 +266,36 @@ async fn withdraw_in_one_statement(
     };
     answer_movements(reply, batch, &moving, outcomes, &mut answers);
     Ok(all_answered(answers))
+}
+
+/// No answer yet for each of `batch`'s requests, except those answered meanwhile (say 503 while
+/// this waited for a connection): they move nothing.
+fn unanswered_unless_abandoned(batch: &[&WithdrawalRequest]) -> Vec<Option<ApiResult<JsonReply>>> {
+    batch.iter().map(|request| request.abandoned.is_set().then(abandoned)).collect()
+}
+
+/// Where the callers' API keys are checked live.
+#[derive(Clone, Copy)]
+enum KeyCheck {
+    /// Already, earlier in the transaction.
+    Done,
+    /// By the movements' statement.
+    InStatement,
+}
+
+/// The payments of `moving` (see [`movements`]).
+fn payments<'a>(batch: &[&WithdrawalRequest], moving: &'a [(usize, Uuid, JournalEntry)], keys: KeyCheck) -> Vec<Covered<'a>> {
+    moving
+        .iter()
+        .map(|(i, _, entry)| {
+            let request = batch[*i];
+            let key = match keys {
+                KeyCheck::Done => None,
+                KeyCheck::InStatement => request.key_id,
+            };
+            Covered { entry, payer: request.account, amount: request.amount, key }
+        })
+        .collect()
 }
 
 /// The journal entries of `batch`'s requests not answered yet (index, withdrawal id, entry); an
