@@ -174,8 +174,8 @@ pub enum CoveredOutcome {
     KeyRevoked,
 }
 
-/// Posts the payments whose payer's available balance covers them, in one statement: the payers'
-/// available balances are locked in ledger-account order and read, the covered entries and their
+/// Posts the payments whose payer's available balance covers them, in one statement (the
+/// function `ledger_pay_covered` of migration 0014, which holds the SQL): the payers' available balances are locked in ledger-account order and read, the covered entries and their
 /// postings inserted (the ledger's statement triggers run once for all), and each payment's
 /// outcome returned with the payer's balances afterwards. Payers must be distinct (a payer's
 /// second payment would be checked against the balance before its first). The balance check in
@@ -195,55 +195,20 @@ pub async fn post_covered(conn: &mut PgConnection, payments: &[Covered<'_>]) -> 
     let keys: Vec<Option<Uuid>> = payments.iter().map(|p| p.key).collect();
     let (of_entry, owners, accounts, posted_amounts) = posting_columns(payments.iter().map(|p| p.entry));
     type Row = (String, Option<i64>, Option<DateTime<Utc>>, Option<Decimal>, Option<Decimal>, Option<Decimal>, i64, bool);
-    let result: Result<Vec<Row>, sqlx::Error> = sqlx::query_as(
-        "WITH wanted AS (
-             SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::numeric[], $9::uuid[]) WITH ORDINALITY
-                    AS w (kind, reference, payer, amount, key, n)
-         ), authorised AS (
-             SELECT * FROM wanted w
-              WHERE w.key IS NULL
-                 OR EXISTS (SELECT 1 FROM api_keys k WHERE k.id = w.key AND k.account_id = w.payer AND k.revoked_at IS NULL)
-         ), locked AS (
-             SELECT owner_id, balance FROM ledger_accounts
-              WHERE owner_id IN (SELECT payer FROM authorised) AND kind = 'available'
-              ORDER BY id
-                FOR NO KEY UPDATE
-         ), entries AS (
-             INSERT INTO journal_entries (kind, reference)
-             SELECT w.kind, w.reference FROM authorised w JOIN locked l ON l.owner_id = w.payer
-              WHERE w.amount <= l.balance
-              ORDER BY w.n
-             RETURNING id, reference, created_at
-         ), posted AS (
-             INSERT INTO postings (entry_id, ledger_account_id, amount)
-             SELECT entries.id, la.id, p.amount
-               FROM unnest($5::text[], $6::uuid[], $7::text[], $8::numeric[]) AS p (reference, owner_id, kind, amount)
-                    JOIN entries ON entries.reference = p.reference
-                    JOIN ledger_accounts la ON la.owner_id = p.owner_id AND la.kind = p.kind
-              ORDER BY la.id
-             RETURNING entry_id
-         )
-         SELECT w.reference, e.id, e.created_at, l.balance,
-                (SELECT balance FROM ledger_accounts WHERE owner_id = w.payer AND kind = 'escrow'),
-                (SELECT balance FROM ledger_accounts WHERE owner_id = w.payer AND kind = 'bonded'),
-                (SELECT count(*) FROM posted),
-                w.n IN (SELECT n FROM authorised)
-           FROM wanted w
-                LEFT JOIN locked l ON l.owner_id = w.payer
-                LEFT JOIN entries e ON e.reference = w.reference
-          ORDER BY w.n",
-    )
-    .bind(&kinds)
-    .bind(&references)
-    .bind(&payers)
-    .bind(&amounts)
-    .bind(&of_entry)
-    .bind(&owners)
-    .bind(&accounts)
-    .bind(&posted_amounts)
-    .bind(&keys)
-    .fetch_all(conn)
-    .await;
+    // The statement (see migration 0014) is a function's: planned once per session, generically.
+    let result: Result<Vec<Row>, sqlx::Error> =
+        sqlx::query_as("SELECT * FROM ledger_pay_covered($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+            .bind(&kinds)
+            .bind(&references)
+            .bind(&payers)
+            .bind(&amounts)
+            .bind(&keys)
+            .bind(&of_entry)
+            .bind(&owners)
+            .bind(&accounts)
+            .bind(&posted_amounts)
+            .fetch_all(conn)
+            .await;
     let rows = match result {
         Ok(rows) => rows,
         Err(err) if is_constraint_violation(&err, "ledger_accounts_balance_non_negative") => {
